@@ -1,0 +1,74 @@
+//! Command-line parsing and dispatch. Flags are parsed into plain structs (clap derive), each verb
+//! lives in its own file, errors are printed once as an `anyhow` chain, and exit codes are chosen
+//! here: 0 success, 1 failure, 2 bad usage (clap's own).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod inspect;
+mod keygen;
+mod progress;
+
+/// Privacy-preserving analytics over Paillier-encrypted Parquet lakes.
+#[derive(Parser)]
+#[command(name = "cipherlake", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads for encryption, decryption and key generation (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// No progress bars or summaries on standard error.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a Paillier key pair (public.json, private.json with mode 0600).
+    Keygen(keygen::Args),
+    /// Describe a key file: kind, key id, size.
+    Inspect(inspect::Args),
+}
+
+/// Options every verb sees.
+pub(crate) struct Global {
+    pub quiet: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("cipherlake: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("cannot start {n} worker threads: {e}"))?;
+    }
+    let global = Global { quiet: cli.quiet };
+    match cli.command {
+        Command::Keygen(args) => keygen::run(args, &global),
+        Command::Inspect(args) => inspect::run(args, &global),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

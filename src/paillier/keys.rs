@@ -1,0 +1,547 @@
+//! Paillier keys with g = n + 1: the public key (with the DJN fast-encryption base `hs` and its
+//! fixed-base table), the private key (CRT decryption constants), and key generation.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use rug::{Assign, Complete, Integer};
+use sha2::{Digest, Sha256};
+
+use super::ciphertext::Ciphertext;
+use super::fixed_base::FixedBaseTable;
+use super::{encoding, primes, randomness};
+use crate::error::{Error, Result};
+
+/// The smallest modulus accepted on any user path.
+pub const MIN_BITS: u32 = 2048;
+/// Key sizes `keygen` offers.
+pub const OFFERED_BITS: [u32; 3] = [2048, 3072, 4096];
+
+/// Domain tag hashed with n into the key id.
+const KEY_ID_DOMAIN: &[u8] = b"cipherlake.key_id.v1\0";
+
+/// A Paillier public key (n, and optionally the DJN base hs = h^n mod n²).
+#[derive(Clone)]
+pub struct PublicKey {
+    n: Integer,
+    n2: Integer,
+    max_int: Integer,
+    hs: Option<Integer>,
+    key_id: String,
+    /// Built on first encryption, then shared by every thread and every clone.
+    table: Arc<OnceLock<FixedBaseTable>>,
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n && self.hs == other.hs
+    }
+}
+impl Eq for PublicKey {}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("key_id", &self.key_id)
+            .field("bits", &self.bits())
+            .field("djn", &self.hs.is_some())
+            .finish()
+    }
+}
+
+/// The lowercase hex SHA-256 fingerprint of a modulus: the key id.
+pub fn key_id_of(n: &Integer) -> String {
+    let mut h = Sha256::new();
+    h.update(KEY_ID_DOMAIN);
+    h.update(n.to_digits::<u8>(rug::integer::Order::Msf));
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl PublicKey {
+    /// A public key from its modulus and optional DJN base, refusing moduli below 2048 bits.
+    pub fn new(n: Integer, hs: Option<Integer>) -> Result<Self> {
+        let bits = n.significant_bits();
+        if bits < MIN_BITS {
+            return Err(Error::KeySize {
+                bits,
+                min: MIN_BITS,
+            });
+        }
+        Self::new_unchecked_size(n, hs)
+    }
+
+    /// As `new`, without the size policy (test fixtures, through `hazmat`).
+    pub(crate) fn new_unchecked_size(n: Integer, hs: Option<Integer>) -> Result<Self> {
+        if n <= 15 || n.is_even() || n.is_perfect_square() {
+            return Err(Error::Invalid("modulus n is not an RSA modulus".into()));
+        }
+        let n2 = Integer::from(n.square_ref());
+        let max_int = Integer::from(&n / 3u32) - 1u32;
+        let key_id = key_id_of(&n);
+        let pk = PublicKey {
+            n,
+            n2,
+            max_int,
+            hs: None,
+            key_id,
+            table: Arc::new(OnceLock::new()),
+        };
+        let hs = match hs {
+            Some(hs) => Some(pk.validate(hs).map_err(|_| {
+                Error::Invalid(format!(
+                    "key {}: the DJN base hs is not a unit modulo n²",
+                    pk.key_id
+                ))
+            })?),
+            None => None,
+        };
+        Ok(PublicKey { hs, ..pk })
+    }
+
+    /// The modulus n.
+    pub fn n(&self) -> &Integer {
+        &self.n
+    }
+    /// n².
+    pub fn n_squared(&self) -> &Integer {
+        &self.n2
+    }
+    /// The DJN base, when the key has one.
+    pub fn hs(&self) -> Option<&Integer> {
+        self.hs.as_ref()
+    }
+    /// Bit length of n.
+    pub fn bits(&self) -> u32 {
+        self.n.significant_bits()
+    }
+    /// Lowercase hex SHA-256 fingerprint of n.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+    /// The largest magnitude a signed plaintext may have: ⌊n/3⌋ − 1.
+    pub fn max_int(&self) -> &Integer {
+        &self.max_int
+    }
+    /// Bytes of one ciphertext on disk: 2·⌈|n|/8⌉ rounded up to a multiple of 8.
+    pub fn ciphertext_width(&self) -> usize {
+        (2 * self.bits().div_ceil(8) as usize).div_ceil(8) * 8
+    }
+
+    /// Signed integer → plaintext in [0, n).
+    pub fn encode(&self, value: &Integer) -> Result<Integer> {
+        encoding::encode(value, &self.n, &self.max_int).ok_or_else(|| Error::OutOfRange {
+            key_id: self.key_id.clone(),
+        })
+    }
+
+    /// Plaintext in [0, n) → signed integer; the band between max_int and n − max_int is overflow.
+    pub fn decode(&self, plain: Integer) -> Result<Integer> {
+        encoding::decode(plain, &self.n, &self.max_int).ok_or_else(|| Error::Overflow {
+            key_id: self.key_id.clone(),
+        })
+    }
+
+    /// Encrypts a signed integer (|value| ≤ max_int).
+    pub fn encrypt(&self, value: &Integer) -> Result<Ciphertext> {
+        let m = self.encode(value)?;
+        let obf = self.obfuscator()?;
+        Ok(Ciphertext::from_raw(self.mul_nude(&m, obf)))
+    }
+
+    /// Encrypts a signed 128-bit integer (the unscaled value of a decimal, say).
+    pub fn encrypt_i128(&self, value: i128) -> Result<Ciphertext> {
+        self.encrypt(&Integer::from(value))
+    }
+
+    /// A fresh random encryption of zero: hs^a with |a| = ⌈|n|/2⌉ bits (DJN), or r^n.
+    pub(crate) fn obfuscator(&self) -> Result<Integer> {
+        match &self.hs {
+            Some(_) => {
+                let a = randomness::random_bits(self.djn_exponent_bits())?;
+                Ok(self.djn_pow(&a))
+            }
+            None => {
+                let r = randomness::random_unit(&self.n)?;
+                Ok(self.r_pow_n(&r))
+            }
+        }
+    }
+
+    pub(crate) fn djn_exponent_bits(&self) -> u32 {
+        self.bits().div_ceil(2)
+    }
+
+    /// hs^a mod n² through the fixed-base table (built on first use).
+    pub(crate) fn djn_pow(&self, a: &Integer) -> Integer {
+        let table = self.table.get_or_init(|| {
+            let hs = self
+                .hs
+                .as_ref()
+                .map_or_else(|| Integer::from(1), Clone::clone);
+            FixedBaseTable::new(&hs, &self.n2, self.djn_exponent_bits())
+        });
+        table.pow(a)
+    }
+
+    pub(crate) fn r_pow_n(&self, r: &Integer) -> Integer {
+        // r < n and n² > 0: pow_mod cannot fail for a positive exponent.
+        r.clone()
+            .pow_mod(&self.n, &self.n2)
+            .unwrap_or_else(|_| Integer::from(1))
+    }
+
+    /// (1 + m·n) · obf mod n², for m in [0, n) and obf a unit mod n². Computed as
+    /// obf + n·(m·obf mod n): one multiplication mod n instead of one mod n².
+    pub(crate) fn mul_nude(&self, m: &Integer, mut obf: Integer) -> Integer {
+        let mut t = Integer::from(&obf % &self.n);
+        t *= m;
+        t %= &self.n;
+        t *= &self.n;
+        obf += t;
+        if obf >= self.n2 {
+            obf -= &self.n2;
+        }
+        obf
+    }
+
+    /// Checks that c is a unit of Z_{n²}: 0 < c < n² and gcd(c, n) = 1.
+    pub(crate) fn validate(&self, c: Integer) -> Result<Integer> {
+        let reason = if c <= 0 {
+            "it is zero"
+        } else if c >= self.n2 {
+            "it is not below n²"
+        } else if c.gcd_ref(&self.n).complete() != 1 {
+            "it shares a factor with n"
+        } else {
+            return Ok(c);
+        };
+        Err(Error::InvalidCiphertext {
+            key_id: self.key_id.clone(),
+            reason: reason.into(),
+        })
+    }
+
+    /// Homomorphic addition: Dec(a ⊕ b) = Dec(a) + Dec(b).
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
+        let mut c = Integer::from(a.as_integer() * b.as_integer());
+        c %= &self.n2;
+        Ciphertext::from_raw(c)
+    }
+
+    /// In-place homomorphic addition, the aggregation hot path: one multiplication mod n².
+    pub fn add_assign(&self, acc: &mut Ciphertext, b: &Ciphertext) {
+        acc.mul_mod_assign(b.as_integer(), &self.n2);
+    }
+
+    /// Adds a signed plaintext k: c · (1 + k·n) mod n².
+    pub fn add_plain(&self, c: &Ciphertext, k: &Integer) -> Result<Ciphertext> {
+        let m = self.encode(k)?;
+        Ok(Ciphertext::from_raw(
+            self.mul_nude(&m, c.as_integer().clone()),
+        ))
+    }
+
+    /// Multiplies by a signed plaintext k: c^k mod n² (a negative k through the inverse).
+    pub fn mul_plain(&self, c: &Ciphertext, k: &Integer) -> Ciphertext {
+        // c is a unit mod n² (validated on entry), so the inverse exists and pow_mod succeeds.
+        let r = c
+            .as_integer()
+            .clone()
+            .pow_mod(k, &self.n2)
+            .unwrap_or_else(|_| Integer::from(1));
+        Ciphertext::from_raw(r)
+    }
+
+    /// Negation: Dec(neg(c)) = −Dec(c).
+    pub fn neg(&self, c: &Ciphertext) -> Ciphertext {
+        self.mul_plain(c, &Integer::from(-1))
+    }
+
+    /// A fresh-looking ciphertext of the same plaintext: c · Enc(0).
+    pub fn rerandomize(&self, c: &Ciphertext) -> Result<Ciphertext> {
+        let mut r = c.clone();
+        r.mul_mod_assign(&self.obfuscator()?, &self.n2);
+        Ok(r)
+    }
+
+    /// Reads a fixed-width little-endian ciphertext, validating it.
+    pub fn ciphertext_from_le_bytes(&self, bytes: &[u8]) -> Result<Ciphertext> {
+        if bytes.len() != self.ciphertext_width() {
+            return Err(Error::InvalidCiphertext {
+                key_id: self.key_id.clone(),
+                reason: format!(
+                    "{} bytes where {} are expected",
+                    bytes.len(),
+                    self.ciphertext_width()
+                ),
+            });
+        }
+        let c = Ciphertext::integer_from_le_bytes(bytes);
+        Ok(Ciphertext::from_raw(self.validate(c)?))
+    }
+
+    /// Validates a ciphertext given as an integer.
+    pub fn ciphertext_from_integer(&self, c: Integer) -> Result<Ciphertext> {
+        Ok(Ciphertext::from_raw(self.validate(c)?))
+    }
+
+    /// The fixed-width little-endian bytes of a ciphertext of this key.
+    pub fn ciphertext_to_le_bytes(&self, c: &Ciphertext) -> Vec<u8> {
+        let mut out = vec![0u8; self.ciphertext_width()];
+        c.write_le(&mut out);
+        out
+    }
+}
+
+/// A Paillier private key: the primes and the CRT decryption constants.
+pub struct PrivateKey {
+    public: PublicKey,
+    p: Integer,
+    q: Integer,
+    p2: Integer,
+    q2: Integer,
+    p_minus_1: Integer,
+    q_minus_1: Integer,
+    /// L_p(g^(p−1) mod p²)⁻¹ mod p, and the same for q.
+    hp: Integer,
+    hq: Integer,
+    /// p⁻¹ mod q, for recombination.
+    p_inv_q: Integer,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("key_id", &self.public.key_id)
+            .field("bits", &self.public.bits())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Overwrites the limbs an integer holds, then sets it to zero (best effort: GMP may have left
+/// copies behind on earlier reallocations).
+pub(crate) fn wipe(x: &mut Integer) {
+    let limbs = x.as_limbs().len() as u32;
+    if limbs > 0 {
+        let ones = (Integer::from(1) << (limbs * 64)) - 1u32;
+        x.assign(&ones);
+    }
+    x.assign(0);
+}
+
+impl Drop for PrivateKey {
+    fn drop(&mut self) {
+        for x in [
+            &mut self.p,
+            &mut self.q,
+            &mut self.p2,
+            &mut self.q2,
+            &mut self.p_minus_1,
+            &mut self.q_minus_1,
+            &mut self.hp,
+            &mut self.hq,
+            &mut self.p_inv_q,
+        ] {
+            wipe(x);
+        }
+    }
+}
+
+impl PrivateKey {
+    /// Generates a key pair with safe primes of equal length, |n| one of 2048, 3072, 4096.
+    pub fn generate(bits: u32) -> Result<Self> {
+        if !OFFERED_BITS.contains(&bits) {
+            return Err(Error::KeySize {
+                bits,
+                min: MIN_BITS,
+            });
+        }
+        Self::generate_unchecked_size(bits)
+    }
+
+    /// As `generate`, for any even size ≥ 64 (test fixtures, through `hazmat`).
+    pub(crate) fn generate_unchecked_size(bits: u32) -> Result<Self> {
+        let (p, q) = generate_safe_prime_pair(bits)?;
+        let n = Integer::from(&p * &q);
+        let hs = djn_base(&n)?;
+        Self::from_primes(p, q, Some(hs))
+    }
+
+    /// A private key from its primes (validated as prime, distinct) and optional DJN base.
+    pub(crate) fn from_primes(p: Integer, q: Integer, hs: Option<Integer>) -> Result<Self> {
+        use rug::integer::IsPrime;
+        if p == q {
+            return Err(Error::Invalid("the two primes are equal".into()));
+        }
+        if p.is_probably_prime(30) == IsPrime::No || q.is_probably_prime(30) == IsPrime::No {
+            return Err(Error::Invalid("a factor of n is not prime".into()));
+        }
+        let n = Integer::from(&p * &q);
+        let public = PublicKey::new_unchecked_size(n, hs)?;
+        let p2 = Integer::from(p.square_ref());
+        let q2 = Integer::from(q.square_ref());
+        let p_minus_1 = Integer::from(&p - 1u32);
+        let q_minus_1 = Integer::from(&q - 1u32);
+        let hp = h_constant(&public.n, &p, &p2, &p_minus_1)?;
+        let hq = h_constant(&public.n, &q, &q2, &q_minus_1)?;
+        let p_inv_q = p
+            .invert_ref(&q)
+            .map(Integer::from)
+            .ok_or_else(|| Error::Invalid("p has no inverse modulo q".into()))?;
+        Ok(PrivateKey {
+            public,
+            p,
+            q,
+            p2,
+            q2,
+            p_minus_1,
+            q_minus_1,
+            hp,
+            hq,
+            p_inv_q,
+        })
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    pub(crate) fn p(&self) -> &Integer {
+        &self.p
+    }
+    pub(crate) fn q(&self) -> &Integer {
+        &self.q
+    }
+
+    /// Decrypts to the raw plaintext in [0, n), by CRT over p² and q².
+    pub fn decrypt_raw(&self, c: &Ciphertext) -> Integer {
+        let mp = self.decrypt_half(c.as_integer(), &self.p, &self.p2, &self.p_minus_1, &self.hp);
+        let mq = self.decrypt_half(c.as_integer(), &self.q, &self.q2, &self.q_minus_1, &self.hq);
+        // m = mp + ((mq − mp) · p⁻¹ mod q) · p
+        let mut u = mq - &mp;
+        u *= &self.p_inv_q;
+        u.modulo_mut(&self.q);
+        u *= &self.p;
+        u += mp;
+        u
+    }
+
+    /// Decrypts and decodes to a signed integer (an error in the overflow band).
+    pub fn decrypt(&self, c: &Ciphertext) -> Result<Integer> {
+        self.public.decode(self.decrypt_raw(c))
+    }
+
+    fn decrypt_half(
+        &self,
+        c: &Integer,
+        prime: &Integer,
+        prime2: &Integer,
+        prime_minus_1: &Integer,
+        h: &Integer,
+    ) -> Integer {
+        let base = Integer::from(c % prime2);
+        // The exponent p − 1 is secret: GMP's side-channel-resistant powm, which needs a positive
+        // exponent and an odd modulus (p is an odd prime, checked when the key was built).
+        let x = base.secure_pow_mod(prime_minus_1, prime2);
+        let mut l = (x - 1u32) / prime;
+        l *= h;
+        l.modulo_mut(prime);
+        l
+    }
+}
+
+/// h_p = L_p(g^(p−1) mod p²)⁻¹ mod p with g = n + 1.
+fn h_constant(n: &Integer, p: &Integer, p2: &Integer, p_minus_1: &Integer) -> Result<Integer> {
+    let g = Integer::from(n + 1u32);
+    let x = g
+        .pow_mod(p_minus_1, p2)
+        .map_err(|_| Error::Invalid("cannot compute the decryption constant".into()))?;
+    let l = (x - 1u32) / p;
+    l.invert(p)
+        .map_err(|_| Error::Invalid("the decryption constant is not invertible".into()))
+}
+
+/// Two distinct safe primes of bits/2 bits each, whose product has exactly `bits` bits.
+pub(crate) fn generate_safe_prime_pair(bits: u32) -> Result<(Integer, Integer)> {
+    let half = bits / 2;
+    loop {
+        let p = primes::safe_prime(half)?;
+        let q = primes::safe_prime(half)?;
+        if p != q && Integer::from(&p * &q).significant_bits() == bits {
+            return Ok((p, q));
+        }
+    }
+}
+
+/// The DJN base: x random in Z*_n, h = −x² mod n, hs = h^n mod n². x and h are wiped.
+pub(crate) fn djn_base(n: &Integer) -> Result<Integer> {
+    let mut x = randomness::random_unit(n)?;
+    let mut h = Integer::from(x.square_ref());
+    h = -h;
+    h.modulo_mut(n);
+    let n2 = Integer::from(n.square_ref());
+    let hs = h
+        .clone()
+        .pow_mod(n, &n2)
+        .map_err(|_| Error::Invalid("cannot compute the DJN base".into()))?;
+    wipe(&mut x);
+    wipe(&mut h);
+    Ok(hs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paillier::hazmat;
+
+    #[test]
+    fn refuses_small_and_odd_sizes() {
+        for bits in [512u32, 1024, 2047, 2560] {
+            let err = PrivateKey::generate(bits).unwrap_err();
+            assert!(err.to_string().contains("not allowed"), "{err}");
+        }
+        let small = hazmat::fixture_key_512();
+        let err = PublicKey::new(small.public_key().n().clone(), None).unwrap_err();
+        assert!(err.to_string().contains("2048"), "{err}");
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let key = hazmat::fixture_key_512();
+        let s = format!("{key:?}");
+        assert!(s.contains("redacted"));
+        assert!(!s.contains(&key.p().to_string()));
+        assert!(!s.contains(&key.p().to_string_radix(16)));
+    }
+
+    #[test]
+    fn width_of_2048_bit_ciphertext_is_512() {
+        let n = (Integer::from(1) << 2047) + 1u32 + Integer::from(2) * 7u32;
+        let pk = PublicKey::new(n, None).unwrap();
+        assert_eq!(pk.ciphertext_width(), 512);
+    }
+
+    #[test]
+    fn key_id_is_lowercase_hex_sha256() {
+        let key = hazmat::fixture_key_512();
+        let id = key.public_key().key_id();
+        assert_eq!(id.len(), 64);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    }
+
+    #[test]
+    fn generated_keys_use_safe_primes_and_exact_size() {
+        let key = PrivateKey::generate_unchecked_size(512).unwrap();
+        assert_eq!(key.public_key().bits(), 512);
+        assert!(primes::is_safe_prime(key.p()));
+        assert!(primes::is_safe_prime(key.q()));
+        assert_eq!(key.p().significant_bits(), key.q().significant_bits());
+        let m = Integer::from(-42);
+        let c = key.public_key().encrypt(&m).unwrap();
+        assert_eq!(key.decrypt(&c).unwrap(), m);
+    }
+}

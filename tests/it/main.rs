@@ -1,0 +1,7 @@
+//! Integration tests, linked into one binary: the real `cipherlake` executable on real files,
+//! known-answer vectors, and the crypto laws as properties.
+
+mod cli_keys;
+mod laws;
+mod util;
+mod vectors;
