@@ -53,6 +53,18 @@ pub enum Error {
     /// Invalid parameters passed by the caller (bad scale, bad threshold, …).
     #[error("{0}")]
     Invalid(String),
+
+    /// Bad data in a table: the message names the file, column and row.
+    #[error("{0}")]
+    Data(String),
+
+    /// An Arrow error (reading CSV, building arrays).
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+
+    /// A Parquet error (reading or writing a file).
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
 }
 
 /// Shorthand for results of this library.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod lake;
 pub mod paillier;
 
 pub use error::{Error, Result};

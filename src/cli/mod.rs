@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod decrypt;
+mod encrypt;
 mod inspect;
 mod keygen;
 mod progress;
@@ -28,7 +30,11 @@ struct Cli {
 enum Command {
     /// Generate a Paillier key pair (public.json, private.json with mode 0600).
     Keygen(keygen::Args),
-    /// Describe a key file: kind, key id, size.
+    /// Encrypt columns of a CSV/Parquet file or folder into Parquet for the lake.
+    Encrypt(encrypt::Args),
+    /// Decrypt the encrypted columns of a lake file or query result with the private key.
+    Decrypt(decrypt::Args),
+    /// Describe a key file or a Parquet file (rows, encrypted columns, key ids).
     Inspect(inspect::Args),
 }
 
@@ -62,6 +68,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let global = Global { quiet: cli.quiet };
     match cli.command {
         Command::Keygen(args) => keygen::run(args, &global),
+        Command::Encrypt(args) => encrypt::run(args, &global),
+        Command::Decrypt(args) => decrypt::run(args, &global),
         Command::Inspect(args) => inspect::run(args, &global),
     }
 }

@@ -1,0 +1,100 @@
+//! Decrypting a table: every encrypted column (input tables and query results alike) becomes its
+//! plain type again, decrypted in parallel with the private key. A column under another key is
+//! refused, naming both key ids.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use rayon::prelude::*;
+use rug::Integer;
+
+use super::schema::{EncryptedColumn, META_KEY_ID, META_PLAIN_TYPE, META_SCALE};
+use super::values::to_plain_array;
+use crate::error::{Error, Result};
+use crate::paillier::PrivateKey;
+
+/// The schema after decryption: encrypted columns get their plain type back and lose the
+/// cipherlake metadata. Checks every encrypted column's key id against `key_id`.
+pub fn decrypted_schema(schema: &Schema, key_id: &str, source: &str) -> Result<SchemaRef> {
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Ok(match EncryptedColumn::from_field(f).map_err(|e| Error::Data(format!("{source}: {e}")))? {
+                Some(col) => {
+                    if col.key_id != key_id {
+                        return Err(Error::KeyMismatch {
+                            expected: col.key_id,
+                            found: key_id.to_owned(),
+                            context: format!(
+                                " ({source}: column `{}` is encrypted under the first key, the private key given is the second)",
+                                f.name()
+                            ),
+                        });
+                    }
+                    let mut md = f.metadata().clone();
+                    for k in [META_KEY_ID, META_SCALE, META_PLAIN_TYPE] {
+                        md.remove(k);
+                    }
+                    Field::new(f.name(), col.plain_type, true).with_metadata(md)
+                }
+                None => f.as_ref().clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
+}
+
+/// Decrypts every encrypted column of `batch`. `first_row` (1-based) and `source` locate errors.
+pub fn decrypt_batch(sk: &PrivateKey, batch: &RecordBatch, first_row: u64, source: &str) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let out_schema = decrypted_schema(&schema, sk.public_key().key_id(), source)?;
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        match EncryptedColumn::from_field(field)? {
+            None => columns.push(array.clone()),
+            Some(col) => {
+                let name = field.name();
+                let what = |i: usize| format!("{source}: row {}, column `{name}`", first_row + i as u64);
+                let values = decrypt_column(sk, array, &what)?;
+                columns.push(to_plain_array(values, &col.plain_type, &what)?);
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(out_schema, columns)?)
+}
+
+/// The raw ciphertext bytes of a binary column, whichever binary type carries them.
+pub fn binary_values(array: &ArrayRef) -> Option<Vec<Option<&[u8]>>> {
+    Some(match array.data_type() {
+        DataType::FixedSizeBinary(_) => array.as_fixed_size_binary().iter().collect(),
+        DataType::Binary => array.as_binary::<i32>().iter().collect(),
+        DataType::LargeBinary => array.as_binary::<i64>().iter().collect(),
+        DataType::BinaryView => array.as_binary_view().iter().collect(),
+        _ => return None,
+    })
+}
+
+fn decrypt_column(
+    sk: &PrivateKey,
+    array: &ArrayRef,
+    what: &(dyn Fn(usize) -> String + Sync),
+) -> Result<Vec<Option<Integer>>> {
+    let values = binary_values(array)
+        .ok_or_else(|| Error::Data(format!("{}: type {} is not binary", what(0), array.data_type())))?;
+    let pk = sk.public_key();
+    values
+        .par_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.map(|bytes| {
+                let c = pk
+                    .ciphertext_from_le_bytes(bytes)
+                    .map_err(|e| Error::Data(format!("{}: {e}", what(i))))?;
+                sk.decrypt(&c).map_err(|e| Error::Data(format!("{}: {e}", what(i))))
+            })
+            .transpose()
+        })
+        .collect()
+}

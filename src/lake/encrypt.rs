@@ -1,0 +1,289 @@
+//! Encrypting a table: CSV or Parquet in, Parquet out with the chosen columns Paillier-encrypted.
+//! Streams record batches (memory stays flat however large the input), encrypts each batch's
+//! values on the rayon pool, and writes through a temporary file or folder that is renamed into
+//! place only when everything succeeded.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, RecordBatchReader};
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
+use datafusion::arrow::csv::reader::Format;
+use datafusion::arrow::csv::ReaderBuilder;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use rayon::prelude::*;
+
+use super::io::{list_inputs, parquet_props, InputKind, Output, Progress};
+use super::schema::EncryptedColumn;
+use super::values::ColumnPlan;
+use crate::error::{Error, Result};
+use crate::paillier::PublicKey;
+
+/// One `--encrypt` entry: a column and an optional decimal scale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptSpec {
+    /// Column name.
+    pub column: String,
+    /// `:SCALE`, if given.
+    pub scale: Option<u32>,
+}
+
+impl EncryptSpec {
+    /// Parses `COL[:SCALE][,COL[:SCALE]…]`.
+    pub fn parse_list(s: &str) -> Result<Vec<EncryptSpec>> {
+        let mut out: Vec<EncryptSpec> = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (column, scale) = match item.rsplit_once(':') {
+                Some((c, sc)) => {
+                    let scale = sc.parse::<u32>().map_err(|_| {
+                        Error::Invalid(format!("--encrypt {item}: scale `{sc}` is not a whole number"))
+                    })?;
+                    (c.to_owned(), Some(scale))
+                }
+                None => (item.to_owned(), None),
+            };
+            if out.iter().any(|e| e.column == column) {
+                return Err(Error::Invalid(format!("--encrypt names column `{column}` twice")));
+            }
+            out.push(EncryptSpec { column, scale });
+        }
+        if out.is_empty() {
+            return Err(Error::Invalid("--encrypt names no column".into()));
+        }
+        Ok(out)
+    }
+}
+
+/// Settings of an encryption run.
+pub struct EncryptOptions {
+    /// Columns to encrypt.
+    pub columns: Vec<EncryptSpec>,
+    /// Rows per record batch.
+    pub batch_size: usize,
+    /// Called with input bytes consumed, for a progress bar.
+    pub progress: Option<Progress>,
+    /// Replace an existing output.
+    pub overwrite: bool,
+}
+
+/// What an encryption run did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EncryptStats {
+    /// Input files read.
+    pub files: usize,
+    /// Rows written.
+    pub rows: u64,
+    /// Values encrypted (non-NULL cells of encrypted columns).
+    pub values: u64,
+}
+
+/// Encrypts a file or a folder of files (`.csv` with a header row, `.parquet`) to Parquet. A folder
+/// gives a folder of the same layout.
+pub fn encrypt_path(
+    pk: &PublicKey,
+    input: &Path,
+    output: &Path,
+    opts: &EncryptOptions,
+) -> Result<EncryptStats> {
+    let inputs = list_inputs(input)?;
+    let out = Output::begin(output, input.is_dir(), opts.overwrite)?;
+    let mut stats = EncryptStats::default();
+    for file in &inputs {
+        let dst = out.file_for(&file.relative.with_extension("parquet"))?;
+        let (rows, values) = encrypt_file(pk, &file.path, file.kind, dst, opts)?;
+        stats.files += 1;
+        stats.rows += rows;
+        stats.values += values;
+    }
+    out.commit()?;
+    Ok(stats)
+}
+
+type Batches = Box<dyn RecordBatchReader + Send>;
+
+/// Opens a CSV or Parquet input as a stream of batches, with the plans for the columns to encrypt.
+fn open(
+    path: &Path,
+    kind: InputKind,
+    opts: &EncryptOptions,
+) -> Result<(Batches, Vec<(usize, ColumnPlan)>)> {
+    let name = path.display().to_string();
+    let open_file = || File::open(path).map_err(|e| Error::io(path, e));
+    let check_columns = |schema: &Schema| -> Result<Vec<usize>> {
+        opts.columns
+            .iter()
+            .map(|spec| {
+                schema.index_of(&spec.column).map_err(|_| {
+                    let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    Error::Data(format!(
+                        "{name}: no column `{}` to encrypt (columns: {})",
+                        spec.column,
+                        have.join(", ")
+                    ))
+                })
+            })
+            .collect()
+    };
+    match kind {
+        InputKind::Csv => {
+            let format = Format::default().with_header(true);
+            let (inferred, _) = format
+                .infer_schema(open_file()?, Some(10_000))
+                .map_err(|e| Error::Data(format!("{name}: cannot read CSV: {e}")))?;
+            let indices = check_columns(&inferred)?;
+            // Columns to encrypt are read as text and parsed exactly (no float detour).
+            let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut plans = Vec::new();
+            for (spec, &i) in opts.columns.iter().zip(&indices) {
+                let declared = fields[i].data_type().clone();
+                fields[i] = Field::new(&spec.column, DataType::Utf8, true);
+                plans.push((i, ColumnPlan::new(&spec.column, &DataType::Utf8, &declared, spec.scale, &name)?));
+            }
+            let schema = Arc::new(Schema::new(fields));
+            let reader = CountingReader {
+                inner: open_file()?,
+                progress: opts.progress.clone(),
+            };
+            let csv = ReaderBuilder::new(schema)
+                .with_format(format)
+                .with_batch_size(opts.batch_size)
+                .build(reader)?;
+            Ok((Box::new(csv), plans))
+        }
+        InputKind::Parquet => {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(open_file()?)
+                .map_err(|e| Error::Data(format!("{name}: cannot read Parquet: {e}")))?;
+            let schema = builder.schema().clone();
+            let indices = check_columns(&schema)?;
+            let mut plans = Vec::new();
+            for (spec, &i) in opts.columns.iter().zip(&indices) {
+                let field = schema.field(i);
+                if EncryptedColumn::from_field(field)?.is_some() {
+                    return Err(Error::Data(format!("{name}: column `{}` is already encrypted", spec.column)));
+                }
+                let t = field.data_type();
+                plans.push((i, ColumnPlan::new(&spec.column, t, t, spec.scale, &name)?));
+            }
+            let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+            let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let reader = builder.with_batch_size(opts.batch_size).build()?;
+            let progress = opts.progress.clone();
+            let counted = ProgressByRows {
+                inner: reader,
+                bytes_per_row: file_len as f64 / total_rows as f64,
+                progress,
+            };
+            Ok((Box::new(counted), plans))
+        }
+    }
+}
+
+fn encrypt_file(
+    pk: &PublicKey,
+    src: &Path,
+    kind: InputKind,
+    dst: File,
+    opts: &EncryptOptions,
+) -> Result<(u64, u64)> {
+    let name = src.display().to_string();
+    let (batches, plans) = open(src, kind, opts)?;
+    let in_schema = batches.schema();
+    let width = pk.ciphertext_width();
+    let mut fields: Vec<Field> = in_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (i, plan) in &plans {
+        let col = EncryptedColumn {
+            key_id: pk.key_id().to_owned(),
+            scale: plan.scale,
+            plain_type: plan.plain_type.clone(),
+        };
+        fields[*i] = col.field(&plan.name, width);
+    }
+    let out_schema: SchemaRef = Arc::new(Schema::new_with_metadata(fields, in_schema.metadata().clone()));
+    let encrypted: Vec<&str> = plans.iter().map(|(_, p)| p.name.as_str()).collect();
+    let props = parquet_props(&out_schema, &encrypted, width);
+    let mut writer = ArrowWriter::try_new(dst, out_schema.clone(), Some(props))?;
+    let (mut rows, mut values) = (0u64, 0u64);
+    for batch in batches {
+        let batch = batch.map_err(|e| Error::Data(format!("{name}: {e}")))?;
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for (i, plan) in &plans {
+            let plain = plan.encode(&columns[*i], rows + 1, &name)?;
+            values += plain.iter().filter(|v| v.is_some()).count() as u64;
+            columns[*i] = Arc::new(encrypt_values(pk, &plain)?);
+        }
+        rows += batch.num_rows() as u64;
+        writer.write(&RecordBatch::try_new(out_schema.clone(), columns)?)?;
+    }
+    writer.close()?;
+    Ok((rows, values))
+}
+
+/// Encrypts signed values in parallel into a `FixedSizeBinary` array; `None` stays NULL.
+pub fn encrypt_values(pk: &PublicKey, values: &[Option<i128>]) -> Result<FixedSizeBinaryArray> {
+    let width = pk.ciphertext_width();
+    let mut buf = vec![0u8; values.len() * width];
+    buf.par_chunks_mut(width)
+        .zip(values.par_iter())
+        .try_for_each(|(out, v)| -> Result<()> {
+            if let Some(v) = v {
+                pk.encrypt_i128(*v)?.write_le(out);
+            }
+            Ok(())
+        })?;
+    let nulls = NullBuffer::from_iter(values.iter().map(Option::is_some));
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    Ok(FixedSizeBinaryArray::try_new(width as i32, Buffer::from(buf), nulls)?)
+}
+
+/// Counts bytes read from a CSV file for the progress bar.
+struct CountingReader {
+    inner: File,
+    progress: Option<Progress>,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = &self.progress {
+            p(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// Reports Parquet progress as the share of the file's bytes its rows so far stand for.
+struct ProgressByRows<R> {
+    inner: R,
+    bytes_per_row: f64,
+    progress: Option<Progress>,
+}
+
+impl<R: RecordBatchReader> Iterator for ProgressByRows<R> {
+    type Item = <R as Iterator>::Item;
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.inner.next();
+        if let (Some(Ok(b)), Some(p)) = (&item, &self.progress) {
+            p((b.num_rows() as f64 * self.bytes_per_row) as u64);
+        }
+        item
+    }
+}
+
+impl<R: RecordBatchReader> RecordBatchReader for ProgressByRows<R> {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+/// Total bytes of the inputs under `input`, for sizing a progress bar.
+pub fn input_bytes(input: &Path) -> Result<u64> {
+    Ok(list_inputs(input)?
+        .iter()
+        .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
+        .sum())
+}
+
