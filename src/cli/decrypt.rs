@@ -53,15 +53,28 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
     };
     if args.input == "-" {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("cannot read standard input")?;
-        anyhow::ensure!(!buf.is_empty(), "standard input is empty: expected a Parquet file");
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        anyhow::ensure!(
+            !buf.is_empty(),
+            "standard input is empty: expected a Parquet file"
+        );
         job.add("<stdin>", Bytes::from(buf))?;
     } else {
         let files = list_inputs(Path::new(&args.input))?;
-        let files: Vec<_> = files.into_iter().filter(|f| f.kind == InputKind::Parquet).collect();
-        anyhow::ensure!(!files.is_empty(), "{}: no .parquet files to decrypt", args.input);
+        let files: Vec<_> = files
+            .into_iter()
+            .filter(|f| f.kind == InputKind::Parquet)
+            .collect();
+        anyhow::ensure!(
+            !files.is_empty(),
+            "{}: no .parquet files to decrypt",
+            args.input
+        );
         for f in files {
-            let file = File::open(&f.path).with_context(|| format!("cannot open {}", f.path.display()))?;
+            let file =
+                File::open(&f.path).with_context(|| format!("cannot open {}", f.path.display()))?;
             job.add(&f.path.display().to_string(), file)?;
         }
     }
@@ -95,7 +108,12 @@ impl Job<'_> {
         }
         let w = match &mut self.writer {
             Some(w) => w,
-            None => self.writer.insert(BatchWriter::create(self.format, self.out_path, schema, self.force)?),
+            None => self.writer.insert(BatchWriter::create(
+                self.format,
+                self.out_path,
+                schema,
+                self.force,
+            )?),
         };
         let mut row = 1u64;
         for batch in builder.build()? {

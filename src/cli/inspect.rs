@@ -34,7 +34,11 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok()
         && &magic == b"PAR1";
-    let info = if is_parquet { parquet_info(&args)? } else { key_info(&args)? };
+    let info = if is_parquet {
+        parquet_info(&args)?
+    } else {
+        key_info(&args)?
+    };
     match args.format {
         Format::Json => println!("{info}"),
         Format::Text => print_text(&info),
@@ -60,7 +64,8 @@ fn key_info(args: &Args) -> anyhow::Result<Value> {
 fn parquet_info(args: &Args) -> anyhow::Result<Value> {
     let name = args.file.display().to_string();
     let file = File::open(&args.file).with_context(|| format!("cannot open {name}"))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
     let md = builder.metadata();
     let mut columns = Vec::new();
     for f in builder.schema().fields() {
@@ -69,7 +74,9 @@ fn parquet_info(args: &Args) -> anyhow::Result<Value> {
                 "name": f.name(), "type": f.data_type().to_string(), "encrypted": true,
                 "key_id": c.key_id, "scale": c.scale, "plain_type": c.plain_type.to_string(),
             }),
-            None => json!({"name": f.name(), "type": f.data_type().to_string(), "encrypted": false}),
+            None => {
+                json!({"name": f.name(), "type": f.data_type().to_string(), "encrypted": false})
+            }
         });
     }
     Ok(json!({
@@ -82,7 +89,11 @@ fn parquet_info(args: &Args) -> anyhow::Result<Value> {
 }
 
 fn print_text(info: &Value) {
-    let s = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
     if info["kind"] == "parquet" {
         println!("file        {}", s(&info["file"]));
         println!("kind        parquet");
@@ -108,7 +119,11 @@ fn print_text(info: &Value) {
     println!("kind              {}", s(&info["kind"]));
     println!("key_id            {}", s(&info["key_id"]));
     println!("bits              {}", info["bits"]);
-    let fast = if info["fast_encryption"] == true { "yes (DJN base hs)" } else { "no (r^n)" };
+    let fast = if info["fast_encryption"] == true {
+        "yes (DJN base hs)"
+    } else {
+        "no (r^n)"
+    };
     println!("fast encryption   {fast}");
     println!("ciphertext bytes  {}", info["ciphertext_bytes"]);
 }

@@ -43,11 +43,19 @@ pub fn decrypted_schema(schema: &Schema, key_id: &str, source: &str) -> Result<S
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }
 
 /// Decrypts every encrypted column of `batch`. `first_row` (1-based) and `source` locate errors.
-pub fn decrypt_batch(sk: &PrivateKey, batch: &RecordBatch, first_row: u64, source: &str) -> Result<RecordBatch> {
+pub fn decrypt_batch(
+    sk: &PrivateKey,
+    batch: &RecordBatch,
+    first_row: u64,
+    source: &str,
+) -> Result<RecordBatch> {
     let schema = batch.schema();
     let out_schema = decrypted_schema(&schema, sk.public_key().key_id(), source)?;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
@@ -56,7 +64,8 @@ pub fn decrypt_batch(sk: &PrivateKey, batch: &RecordBatch, first_row: u64, sourc
             None => columns.push(array.clone()),
             Some(col) => {
                 let name = field.name();
-                let what = |i: usize| format!("{source}: row {}, column `{name}`", first_row + i as u64);
+                let what =
+                    |i: usize| format!("{source}: row {}, column `{name}`", first_row + i as u64);
                 let values = decrypt_column(sk, array, &what)?;
                 columns.push(to_plain_array(values, &col.plain_type, &what)?);
             }
@@ -81,8 +90,13 @@ fn decrypt_column(
     array: &ArrayRef,
     what: &(dyn Fn(usize) -> String + Sync),
 ) -> Result<Vec<Option<Integer>>> {
-    let values = binary_values(array)
-        .ok_or_else(|| Error::Data(format!("{}: type {} is not binary", what(0), array.data_type())))?;
+    let values = binary_values(array).ok_or_else(|| {
+        Error::Data(format!(
+            "{}: type {} is not binary",
+            what(0),
+            array.data_type()
+        ))
+    })?;
     let pk = sk.public_key();
     values
         .par_iter()
@@ -92,7 +106,8 @@ fn decrypt_column(
                 let c = pk
                     .ciphertext_from_le_bytes(bytes)
                     .map_err(|e| Error::Data(format!("{}: {e}", what(i))))?;
-                sk.decrypt(&c).map_err(|e| Error::Data(format!("{}: {e}", what(i))))
+                sk.decrypt(&c)
+                    .map_err(|e| Error::Data(format!("{}: {e}", what(i))))
             })
             .transpose()
         })

@@ -17,7 +17,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use rayon::prelude::*;
 
-use super::io::{list_inputs, parquet_props, InputKind, Output, Progress};
+use super::io::{list_inputs, parquet_props, InputFile, InputKind, Output, Progress};
 use super::schema::EncryptedColumn;
 use super::values::ColumnPlan;
 use crate::error::{Error, Result};
@@ -40,14 +40,18 @@ impl EncryptSpec {
             let (column, scale) = match item.rsplit_once(':') {
                 Some((c, sc)) => {
                     let scale = sc.parse::<u32>().map_err(|_| {
-                        Error::Invalid(format!("--encrypt {item}: scale `{sc}` is not a whole number"))
+                        Error::Invalid(format!(
+                            "--encrypt {item}: scale `{sc}` is not a whole number"
+                        ))
                     })?;
                     (c.to_owned(), Some(scale))
                 }
                 None => (item.to_owned(), None),
             };
             if out.iter().any(|e| e.column == column) {
-                return Err(Error::Invalid(format!("--encrypt names column `{column}` twice")));
+                return Err(Error::Invalid(format!(
+                    "--encrypt names column `{column}` twice"
+                )));
             }
             out.push(EncryptSpec { column, scale });
         }
@@ -90,11 +94,12 @@ pub fn encrypt_path(
     opts: &EncryptOptions,
 ) -> Result<EncryptStats> {
     let inputs = list_inputs(input)?;
+    let csv_schema = csv_table_schema(&inputs)?;
     let out = Output::begin(output, input.is_dir(), opts.overwrite)?;
     let mut stats = EncryptStats::default();
     for file in &inputs {
         let dst = out.file_for(&file.relative.with_extension("parquet"))?;
-        let (rows, values) = encrypt_file(pk, &file.path, file.kind, dst, opts)?;
+        let (rows, values) = encrypt_file(pk, file, csv_schema.as_ref(), dst, opts)?;
         stats.files += 1;
         stats.rows += rows;
         stats.values += values;
@@ -105,10 +110,64 @@ pub fn encrypt_path(
 
 type Batches = Box<dyn RecordBatchReader + Send>;
 
+/// One schema for all the CSV files of an input, so that every output file of a folder has the
+/// same columns and types: each file's sample is inferred, then types are widened (an empty file
+/// adds nothing; Int64 with Float64 gives Float64; any other disagreement gives Utf8).
+fn csv_table_schema(inputs: &[InputFile]) -> Result<Option<Schema>> {
+    let mut merged: Option<(Schema, &Path)> = None;
+    for file in inputs.iter().filter(|f| f.kind == InputKind::Csv) {
+        let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+        let (schema, _) = Format::default()
+            .with_header(true)
+            .infer_schema(f, Some(10_000))
+            .map_err(|e| Error::Data(format!("{}: cannot read CSV: {e}", file.path.display())))?;
+        merged = Some(match merged {
+            None => (schema, &file.path),
+            Some((m, first)) => {
+                let names = |s: &Schema| {
+                    s.fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect::<Vec<_>>()
+                };
+                if names(&m) != names(&schema) {
+                    return Err(Error::Data(format!(
+                        "{}: its columns ({}) differ from those of {} ({})",
+                        file.path.display(),
+                        names(&schema).join(", "),
+                        first.display(),
+                        names(&m).join(", ")
+                    )));
+                }
+                let fields: Vec<Field> = m
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(a, b)| Field::new(a.name(), widen(a.data_type(), b.data_type()), true))
+                    .collect();
+                (Schema::new(fields), first)
+            }
+        });
+    }
+    Ok(merged.map(|(s, _)| s))
+}
+
+fn widen(a: &DataType, b: &DataType) -> DataType {
+    match (a, b) {
+        (a, b) if a == b => a.clone(),
+        (DataType::Null, t) | (t, DataType::Null) => t.clone(),
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+            DataType::Float64
+        }
+        _ => DataType::Utf8,
+    }
+}
+
 /// Opens a CSV or Parquet input as a stream of batches, with the plans for the columns to encrypt.
 fn open(
     path: &Path,
     kind: InputKind,
+    csv_schema: Option<&Schema>,
     opts: &EncryptOptions,
 ) -> Result<(Batches, Vec<(usize, ColumnPlan)>)> {
     let name = path.display().to_string();
@@ -118,7 +177,8 @@ fn open(
             .iter()
             .map(|spec| {
                 schema.index_of(&spec.column).map_err(|_| {
-                    let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    let have: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
                     Error::Data(format!(
                         "{name}: no column `{}` to encrypt (columns: {})",
                         spec.column,
@@ -131,17 +191,23 @@ fn open(
     match kind {
         InputKind::Csv => {
             let format = Format::default().with_header(true);
-            let (inferred, _) = format
-                .infer_schema(open_file()?, Some(10_000))
-                .map_err(|e| Error::Data(format!("{name}: cannot read CSV: {e}")))?;
-            let indices = check_columns(&inferred)?;
+            let inferred = csv_schema
+                .ok_or_else(|| Error::Invalid(format!("{name}: no CSV schema was inferred")))?;
+            let indices = check_columns(inferred)?;
             // Columns to encrypt are read as text and parsed exactly (no float detour).
-            let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> = inferred
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
             let mut plans = Vec::new();
             for (spec, &i) in opts.columns.iter().zip(&indices) {
                 let declared = fields[i].data_type().clone();
                 fields[i] = Field::new(&spec.column, DataType::Utf8, true);
-                plans.push((i, ColumnPlan::new(&spec.column, &DataType::Utf8, &declared, spec.scale, &name)?));
+                plans.push((
+                    i,
+                    ColumnPlan::new(&spec.column, &DataType::Utf8, &declared, spec.scale, &name)?,
+                ));
             }
             let schema = Arc::new(Schema::new(fields));
             let reader = CountingReader {
@@ -163,7 +229,10 @@ fn open(
             for (spec, &i) in opts.columns.iter().zip(&indices) {
                 let field = schema.field(i);
                 if EncryptedColumn::from_field(field)?.is_some() {
-                    return Err(Error::Data(format!("{name}: column `{}` is already encrypted", spec.column)));
+                    return Err(Error::Data(format!(
+                        "{name}: column `{}` is already encrypted",
+                        spec.column
+                    )));
                 }
                 let t = field.data_type();
                 plans.push((i, ColumnPlan::new(&spec.column, t, t, spec.scale, &name)?));
@@ -184,16 +253,20 @@ fn open(
 
 fn encrypt_file(
     pk: &PublicKey,
-    src: &Path,
-    kind: InputKind,
+    src: &InputFile,
+    csv_schema: Option<&Schema>,
     dst: File,
     opts: &EncryptOptions,
 ) -> Result<(u64, u64)> {
-    let name = src.display().to_string();
-    let (batches, plans) = open(src, kind, opts)?;
+    let name = src.path.display().to_string();
+    let (batches, plans) = open(&src.path, src.kind, csv_schema, opts)?;
     let in_schema = batches.schema();
     let width = pk.ciphertext_width();
-    let mut fields: Vec<Field> = in_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = in_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     for (i, plan) in &plans {
         let col = EncryptedColumn {
             key_id: pk.key_id().to_owned(),
@@ -202,7 +275,10 @@ fn encrypt_file(
         };
         fields[*i] = col.field(&plan.name, width);
     }
-    let out_schema: SchemaRef = Arc::new(Schema::new_with_metadata(fields, in_schema.metadata().clone()));
+    let out_schema: SchemaRef = Arc::new(Schema::new_with_metadata(
+        fields,
+        in_schema.metadata().clone(),
+    ));
     let encrypted: Vec<&str> = plans.iter().map(|(_, p)| p.name.as_str()).collect();
     let props = parquet_props(&out_schema, &encrypted, width);
     let mut writer = ArrowWriter::try_new(dst, out_schema.clone(), Some(props))?;
@@ -236,7 +312,11 @@ pub fn encrypt_values(pk: &PublicKey, values: &[Option<i128>]) -> Result<FixedSi
         })?;
     let nulls = NullBuffer::from_iter(values.iter().map(Option::is_some));
     let nulls = (nulls.null_count() > 0).then_some(nulls);
-    Ok(FixedSizeBinaryArray::try_new(width as i32, Buffer::from(buf), nulls)?)
+    Ok(FixedSizeBinaryArray::try_new(
+        width as i32,
+        Buffer::from(buf),
+        nulls,
+    )?)
 }
 
 /// Counts bytes read from a CSV file for the progress bar.
@@ -286,4 +366,3 @@ pub fn input_bytes(input: &Path) -> Result<u64> {
         .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
         .sum())
 }
-

@@ -54,13 +54,20 @@ pub fn list_inputs(input: &Path) -> Result<Vec<InputFile>> {
             Error::Data(format!("{}: not a .csv or .parquet file", input.display()))
         })?;
         let relative = PathBuf::from(input.file_name().unwrap_or_default());
-        return Ok(vec![InputFile { path: input.to_owned(), relative, kind }]);
+        return Ok(vec![InputFile {
+            path: input.to_owned(),
+            relative,
+            kind,
+        }]);
     }
     let mut out = Vec::new();
     walk(input, input, &mut out)?;
     out.sort_by(|a, b| a.relative.cmp(&b.relative));
     if out.is_empty() {
-        return Err(Error::Data(format!("{}: no .csv or .parquet files in this folder", input.display())));
+        return Err(Error::Data(format!(
+            "{}: no .csv or .parquet files in this folder",
+            input.display()
+        )));
     }
     Ok(out)
 }
@@ -77,7 +84,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<InputFile>) -> Result<()> {
             walk(root, &path, out)?;
         } else if let Some(kind) = InputKind::of(&path) {
             let relative = path.strip_prefix(root).unwrap_or(&path).to_owned();
-            out.push(InputFile { path, relative, kind });
+            out.push(InputFile {
+                path,
+                relative,
+                kind,
+            });
         }
     }
     Ok(())
@@ -124,7 +135,10 @@ impl Output {
         if target.exists() && !overwrite {
             return Err(Error::io(
                 target,
-                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists (use --force to overwrite)"),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "already exists (use --force to overwrite)",
+                ),
             ));
         }
         let parent = match target.parent() {
@@ -134,24 +148,42 @@ impl Output {
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
         let prefix = format!(
             ".{}.",
-            target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         );
-        let b = tempfile::Builder::new().prefix(&prefix).suffix(".tmp").to_owned();
+        let b = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".tmp")
+            .to_owned();
         let kind = if dir {
             OutputKind::Dir(b.tempdir_in(&parent).map_err(|e| Error::io(&parent, e))?)
         } else {
-            OutputKind::File(Mutex::new(Some(b.tempfile_in(&parent).map_err(|e| Error::io(&parent, e))?)))
+            OutputKind::File(Mutex::new(Some(
+                b.tempfile_in(&parent).map_err(|e| Error::io(&parent, e))?,
+            )))
         };
-        Ok(Output { target: target.to_owned(), overwrite, kind })
+        Ok(Output {
+            target: target.to_owned(),
+            overwrite,
+            kind,
+        })
     }
 
     /// A handle to write `relative` (a folder output) or the single output file.
     pub fn file_for(&self, relative: &Path) -> Result<File> {
         match &self.kind {
             OutputKind::File(tmp) => {
-                let guard = tmp.lock().map_err(|_| Error::Invalid("output lock poisoned".into()))?;
-                let tmp = guard.as_ref().ok_or_else(|| Error::Invalid("output already committed".into()))?;
-                tmp.as_file().try_clone().map_err(|e| Error::io(tmp.path(), e))
+                let guard = tmp
+                    .lock()
+                    .map_err(|_| Error::Invalid("output lock poisoned".into()))?;
+                let tmp = guard
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid("output already committed".into()))?;
+                tmp.as_file()
+                    .try_clone()
+                    .map_err(|e| Error::io(tmp.path(), e))
             }
             OutputKind::Dir(dir) => {
                 let path = dir.path().join(relative);
@@ -173,12 +205,16 @@ impl Output {
                     .ok()
                     .flatten()
                     .ok_or_else(|| Error::Invalid("output already committed".into()))?;
-                tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+                tmp.as_file()
+                    .sync_all()
+                    .map_err(|e| Error::io(tmp.path(), e))?;
                 set_readable(tmp.path())?;
                 if self.overwrite {
-                    tmp.persist(&target).map_err(|e| Error::io(&target, e.error))?;
+                    tmp.persist(&target)
+                        .map_err(|e| Error::io(&target, e.error))?;
                 } else {
-                    tmp.persist_noclobber(&target).map_err(|e| Error::io(&target, e.error))?;
+                    tmp.persist_noclobber(&target)
+                        .map_err(|e| Error::io(&target, e.error))?;
                 }
             }
             OutputKind::Dir(dir) => {
@@ -204,7 +240,8 @@ impl Output {
 fn set_readable(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = if path.is_dir() { 0o755 } else { 0o644 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(path, e))
 }
 
 #[cfg(not(unix))]

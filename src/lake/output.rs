@@ -50,7 +50,10 @@ impl FromStr for Format {
 impl Format {
     /// The format an output path implies: by extension; a table for standard output.
     pub fn for_output(path: Option<&Path>) -> Format {
-        let ext = path.and_then(|p| p.extension()).and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         match (path, ext.as_deref()) {
             (None, _) => Format::Table,
             (_, Some("csv")) => Format::Csv,
@@ -63,7 +66,7 @@ impl Format {
 
 enum Sink {
     Table(Vec<RecordBatch>),
-    Csv(datafusion::arrow::csv::Writer<Box<dyn Write + Send>>),
+    Csv(Box<datafusion::arrow::csv::Writer<Box<dyn Write + Send>>>),
     Json(datafusion::arrow::json::ArrayWriter<Box<dyn Write + Send>>),
     Ndjson(datafusion::arrow::json::LineDelimitedWriter<Box<dyn Write + Send>>),
     Parquet(Box<ArrowWriter<Box<dyn Write + Send>>>),
@@ -72,13 +75,20 @@ enum Sink {
 /// Writes record batches in one format to a file or standard output.
 pub struct BatchWriter {
     sink: Sink,
+    schema: SchemaRef,
+    wrote: bool,
     output: Option<Output>,
     table_out: Option<Box<dyn Write + Send>>,
 }
 
 impl BatchWriter {
     /// A writer to `path` (None: standard output). `overwrite` replaces an existing file.
-    pub fn create(format: Format, path: Option<&Path>, schema: SchemaRef, overwrite: bool) -> Result<Self> {
+    pub fn create(
+        format: Format,
+        path: Option<&Path>,
+        schema: SchemaRef,
+        overwrite: bool,
+    ) -> Result<Self> {
         let (dest, output): (Box<dyn Write + Send>, Option<Output>) = match path {
             None => (Box::new(BufWriter::new(std::io::stdout())), None),
             Some(p) => {
@@ -89,19 +99,46 @@ impl BatchWriter {
         };
         let (sink, table_out) = match format {
             Format::Table => (Sink::Table(Vec::new()), Some(dest)),
-            Format::Csv => (Sink::Csv(datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(dest)), None),
-            Format::Json => (Sink::Json(datafusion::arrow::json::ArrayWriter::new(dest)), None),
-            Format::Ndjson => (Sink::Ndjson(datafusion::arrow::json::LineDelimitedWriter::new(dest)), None),
+            Format::Csv => (
+                Sink::Csv(Box::new(
+                    datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(dest),
+                )),
+                None,
+            ),
+            Format::Json => (
+                Sink::Json(datafusion::arrow::json::ArrayWriter::new(dest)),
+                None,
+            ),
+            Format::Ndjson => (
+                Sink::Ndjson(datafusion::arrow::json::LineDelimitedWriter::new(dest)),
+                None,
+            ),
             Format::Parquet => {
                 let props = WriterProperties::builder().build();
-                (Sink::Parquet(Box::new(ArrowWriter::try_new(dest, schema, Some(props))?)), None)
+                (
+                    Sink::Parquet(Box::new(ArrowWriter::try_new(
+                        dest,
+                        schema.clone(),
+                        Some(props),
+                    )?)),
+                    None,
+                )
             }
         };
-        Ok(BatchWriter { sink, output, table_out })
+        Ok(BatchWriter {
+            sink,
+            schema,
+            wrote: false,
+            output,
+            table_out,
+        })
     }
 
     /// Writes one batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.wrote = true;
         match &mut self.sink {
             Sink::Table(b) => b.push(batch.clone()),
             Sink::Csv(w) => w.write(batch)?,
@@ -113,7 +150,11 @@ impl BatchWriter {
     }
 
     /// Flushes, closes and (for a file) renames the output into place.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
+        if !self.wrote {
+            // An empty result still gets its header (CSV, table) or empty array (JSON).
+            self.write(&RecordBatch::new_empty(self.schema.clone()))?;
+        }
         let io = |e: std::io::Error| Error::io("<output>", e);
         match self.sink {
             Sink::Table(batches) => {

@@ -43,7 +43,9 @@ impl EncryptedColumn {
         };
         let bad = |what: &str| Error::Data(format!("column `{column}`: {what}"));
         if key_id.len() != 64 || !key_id.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
-            return Err(bad(&format!("{META_KEY_ID} `{key_id}` is not a lowercase hex SHA-256")));
+            return Err(bad(&format!(
+                "{META_KEY_ID} `{key_id}` is not a lowercase hex SHA-256"
+            )));
         }
         let scale = md
             .get(META_SCALE)
@@ -52,14 +54,20 @@ impl EncryptedColumn {
             .parse()
             .ok()
             .filter(|s| *s <= MAX_SCALE)
-            .ok_or_else(|| bad(&format!("{META_SCALE} `{scale}` is not an integer in 0..=38")))?;
+            .ok_or_else(|| {
+                bad(&format!(
+                    "{META_SCALE} `{scale}` is not an integer in 0..=38"
+                ))
+            })?;
         let plain = md
             .get(META_PLAIN_TYPE)
             .ok_or_else(|| bad(&format!("{META_PLAIN_TYPE} is missing")))?;
         let plain_type = DataType::from_str(plain)
             .map_err(|_| bad(&format!("{META_PLAIN_TYPE} `{plain}` is not an Arrow type")))?;
         if !is_supported_plain_type(&plain_type) {
-            return Err(bad(&format!("{META_PLAIN_TYPE} `{plain}` is not supported")));
+            return Err(bad(&format!(
+                "{META_PLAIN_TYPE} `{plain}` is not supported"
+            )));
         }
         Ok(Some(EncryptedColumn {
             key_id: key_id.clone(),
@@ -79,7 +87,8 @@ impl EncryptedColumn {
 
     /// An encrypted field: `FixedSizeBinary(width)`, nullable, with this metadata.
     pub fn field(&self, name: &str, width: usize) -> Field {
-        Field::new(name, DataType::FixedSizeBinary(width as i32), true).with_metadata(self.metadata())
+        Field::new(name, DataType::FixedSizeBinary(width as i32), true)
+            .with_metadata(self.metadata())
     }
 }
 
@@ -102,15 +111,22 @@ mod tests {
         let f = col.field("cost", 512);
         assert_eq!(f.metadata()[META_PLAIN_TYPE], "Decimal128(12, 2)");
         assert_eq!(EncryptedColumn::from_field(&f).unwrap(), Some(col.clone()));
-        assert_eq!(EncryptedColumn::from_field(&Field::new("x", DataType::Int64, true)).unwrap(), None);
+        assert_eq!(
+            EncryptedColumn::from_field(&Field::new("x", DataType::Int64, true)).unwrap(),
+            None
+        );
 
         let mut md = col.metadata();
         md.insert(META_SCALE.into(), "x".into());
-        let e = EncryptedColumn::from_metadata("cost", &md).unwrap_err().to_string();
+        let e = EncryptedColumn::from_metadata("cost", &md)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`cost`") && e.contains(META_SCALE), "{e}");
         let mut md = col.metadata();
         md.insert(META_PLAIN_TYPE.into(), "Utf8".into());
-        let e = EncryptedColumn::from_metadata("cost", &md).unwrap_err().to_string();
+        let e = EncryptedColumn::from_metadata("cost", &md)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not supported"), "{e}");
     }
 }

@@ -66,11 +66,16 @@ impl ColumnPlan {
         let err = |why: String| Error::Data(format!("{file}: column `{name}`: {why}"));
         if let Some(s) = scale {
             if s > MAX_SCALE {
-                return Err(err(format!("scale {s} is above the maximum of {MAX_SCALE}")));
+                return Err(err(format!(
+                    "scale {s} is above the maximum of {MAX_SCALE}"
+                )));
             }
         }
         let decimal = |s: u32| DataType::Decimal128(38, s as i8);
-        let text = matches!(read_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let text = matches!(
+            read_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        );
         let (source, scale, plain_type) = match declared {
             DataType::Boolean => {
                 if scale.is_some_and(|s| s > 0) {
@@ -136,7 +141,12 @@ impl ColumnPlan {
     }
 
     /// The signed integers to encrypt for `array`; `first_row` (1-based) and `file` locate errors.
-    pub fn encode(&self, array: &ArrayRef, first_row: u64, file: &str) -> Result<Vec<Option<i128>>> {
+    pub fn encode(
+        &self,
+        array: &ArrayRef,
+        first_row: u64,
+        file: &str,
+    ) -> Result<Vec<Option<i128>>> {
         let at = |i: usize, why: String| {
             Error::Data(format!(
                 "{file}: row {}, column `{}`: {why}",
@@ -146,8 +156,12 @@ impl ColumnPlan {
         };
         let mul = pow10_i128(self.scale);
         let scale_int = |i: usize, v: i128| {
-            v.checked_mul(mul)
-                .ok_or_else(|| at(i, format!("value {v} is out of range at scale {}", self.scale)))
+            v.checked_mul(mul).ok_or_else(|| {
+                at(
+                    i,
+                    format!("value {v} is out of range at scale {}", self.scale),
+                )
+            })
         };
         macro_rules! ints {
             ($t:ty) => {
@@ -189,7 +203,11 @@ impl ColumnPlan {
             }
             Source::Float => {
                 let floats: Vec<Option<f64>> = match array.data_type() {
-                    DataType::Float32 => array.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),
+                    DataType::Float32 => array
+                        .as_primitive::<Float32Type>()
+                        .iter()
+                        .map(|v| v.map(f64::from))
+                        .collect(),
                     DataType::Float64 => array.as_primitive::<Float64Type>().iter().collect(),
                     t => return Err(at(0, format!("unexpected type {t}"))),
                 };
@@ -303,11 +321,17 @@ pub fn parse_decimal(s: &str, scale: u32) -> std::result::Result<i128, String> {
     let overflow = || format!("`{s}` is out of range (more than 38 digits)");
     let mut v: i128 = 0;
     for b in int_part.bytes() {
-        v = v.checked_mul(10).and_then(|v| v.checked_add((b - b'0') as i128)).ok_or_else(overflow)?;
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add((b - b'0') as i128))
+            .ok_or_else(overflow)?;
     }
     for k in 0..scale as usize {
         let d = frac_trimmed.as_bytes().get(k).map_or(0, |b| b - b'0');
-        v = v.checked_mul(10).and_then(|v| v.checked_add(d as i128)).ok_or_else(overflow)?;
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(d as i128))
+            .ok_or_else(overflow)?;
     }
     if v.unsigned_abs() >= 10u128.pow(38) {
         return Err(overflow());
@@ -346,7 +370,9 @@ pub fn to_plain_array(
                         .map(|x| {
                             x.to_i128()
                                 .filter(|x| x.unsigned_abs() < limit)
-                                .ok_or_else(|| err(i, &format!("decrypted value does not fit {plain_type}")))
+                                .ok_or_else(|| {
+                                    err(i, &format!("decrypted value does not fit {plain_type}"))
+                                })
                         })
                         .transpose()
                 })
@@ -359,7 +385,11 @@ pub fn to_plain_array(
                 .enumerate()
                 .map(|(i, v)| {
                     v.as_ref()
-                        .map(|x| x.to_i64().ok_or_else(|| err(i, &format!("decrypted value does not fit {plain_type}"))))
+                        .map(|x| {
+                            x.to_i64().ok_or_else(|| {
+                                err(i, &format!("decrypted value does not fit {plain_type}"))
+                            })
+                        })
                         .transpose()
                 })
                 .collect();
@@ -367,9 +397,16 @@ pub fn to_plain_array(
             if t == &DataType::Int64 {
                 return Ok(a);
             }
-            let strict = CastOptions { safe: false, ..Default::default() };
-            cast_with_options(&a, t, &strict)
-                .map_err(|e| Error::Data(format!("{}: decrypted value does not fit {t}: {e}", what(0))))
+            let strict = CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            cast_with_options(&a, t, &strict).map_err(|e| {
+                Error::Data(format!(
+                    "{}: decrypted value does not fit {t}: {e}",
+                    what(0)
+                ))
+            })
         }
         t => Err(err(0, &format!("unsupported plain type {t}"))),
     }
@@ -386,21 +423,39 @@ mod tests {
         assert_eq!(parse_decimal("7", 3), Ok(7000));
         assert_eq!(parse_decimal("1.50", 1), Ok(15));
         assert_eq!(parse_decimal(".5", 1), Ok(5));
-        assert!(parse_decimal("1.234", 2).unwrap_err().contains("3 digits after"));
-        assert!(parse_decimal("abc", 2).unwrap_err().contains("not a number"));
-        assert!(parse_decimal("1e5", 0).unwrap_err().contains("not a number"));
+        assert!(parse_decimal("1.234", 2)
+            .unwrap_err()
+            .contains("3 digits after"));
+        assert!(parse_decimal("abc", 2)
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(parse_decimal("1e5", 0)
+            .unwrap_err()
+            .contains("not a number"));
         assert!(parse_decimal("-", 0).is_err());
-        assert!(parse_decimal(&"9".repeat(39), 0).unwrap_err().contains("out of range"));
+        assert!(parse_decimal(&"9".repeat(39), 0)
+            .unwrap_err()
+            .contains("out of range"));
     }
 
     #[test]
     fn floats_need_a_scale_and_never_round() {
-        let a: ArrayRef = Arc::new(datafusion::arrow::array::Float64Array::from(vec![Some(0.1), None, Some(-2.25)]));
-        let e = ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, None, "f").unwrap_err();
+        let a: ArrayRef = Arc::new(datafusion::arrow::array::Float64Array::from(vec![
+            Some(0.1),
+            None,
+            Some(-2.25),
+        ]));
+        let e =
+            ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, None, "f").unwrap_err();
         assert!(e.to_string().contains("x:2"), "{e}");
-        let plan = ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, Some(2), "f").unwrap();
-        assert_eq!(plan.encode(&a, 1, "f").unwrap(), vec![Some(10), None, Some(-225)]);
-        let plan = ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, Some(1), "f").unwrap();
+        let plan =
+            ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, Some(2), "f").unwrap();
+        assert_eq!(
+            plan.encode(&a, 1, "f").unwrap(),
+            vec![Some(10), None, Some(-225)]
+        );
+        let plan =
+            ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, Some(1), "f").unwrap();
         let e = plan.encode(&a, 1, "f").unwrap_err().to_string();
         assert!(e.contains("row 3") && e.contains("`x`"), "{e}");
     }

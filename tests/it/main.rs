@@ -2,6 +2,7 @@
 //! known-answer vectors, and the crypto laws as properties.
 
 mod cli_keys;
+mod lake;
 mod laws;
 mod util;
 mod vectors;
