@@ -8,5 +8,6 @@
 pub mod error;
 pub mod lake;
 pub mod paillier;
+pub mod sql;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ mod encrypt;
 mod inspect;
 mod keygen;
 mod progress;
+mod query;
 
 /// Privacy-preserving analytics over Paillier-encrypted Parquet lakes.
 #[derive(Parser)]
@@ -34,6 +35,8 @@ enum Command {
     Encrypt(encrypt::Args),
     /// Decrypt the encrypted columns of a lake file or query result with the private key.
     Decrypt(decrypt::Args),
+    /// Run SQL over encrypted tables (public keys only); encrypted aggregates stay encrypted.
+    Query(query::Args),
     /// Describe a key file or a Parquet file (rows, encrypted columns, key ids).
     Inspect(inspect::Args),
 }
@@ -70,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => keygen::run(args, &global),
         Command::Encrypt(args) => encrypt::run(args, &global),
         Command::Decrypt(args) => decrypt::run(args, &global),
+        Command::Query(args) => query::run(args, &global),
         Command::Inspect(args) => inspect::run(args, &global),
     }
 }

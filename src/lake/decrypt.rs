@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 use rug::Integer;
 
-use super::schema::{EncryptedColumn, META_KEY_ID, META_PLAIN_TYPE, META_SCALE};
+use super::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
 use super::values::to_plain_array;
 use crate::error::{Error, Result};
 use crate::paillier::PrivateKey;
@@ -34,9 +34,7 @@ pub fn decrypted_schema(schema: &Schema, key_id: &str, source: &str) -> Result<S
                         });
                     }
                     let mut md = f.metadata().clone();
-                    for k in [META_KEY_ID, META_SCALE, META_PLAIN_TYPE] {
-                        md.remove(k);
-                    }
+                    md.retain(|k, _| !k.starts_with("cipherlake."));
                     Field::new(f.name(), col.plain_type, true).with_metadata(md)
                 }
                 None => f.as_ref().clone(),
@@ -66,7 +64,8 @@ pub fn decrypt_batch(
                 let name = field.name();
                 let what =
                     |i: usize| format!("{source}: row {}, column `{name}`", first_row + i as u64);
-                let values = decrypt_column(sk, array, &what)?;
+                let aggregate = field.metadata().contains_key(META_AGGREGATE);
+                let values = decrypt_column(sk, array, aggregate, &what)?;
                 columns.push(to_plain_array(values, &col.plain_type, &what)?);
             }
         }
@@ -88,6 +87,7 @@ pub fn binary_values(array: &ArrayRef) -> Option<Vec<Option<&[u8]>>> {
 fn decrypt_column(
     sk: &PrivateKey,
     array: &ArrayRef,
+    aggregate: bool,
     what: &(dyn Fn(usize) -> String + Sync),
 ) -> Result<Vec<Option<Integer>>> {
     let values = binary_values(array).ok_or_else(|| {
@@ -103,6 +103,12 @@ fn decrypt_column(
         .enumerate()
         .map(|(i, v)| {
             v.map(|bytes| {
+                // An aggregate value is the ciphertext followed by its row count.
+                let bytes = if aggregate {
+                    &bytes[..bytes.len().saturating_sub(ROWS_BYTES)]
+                } else {
+                    bytes
+                };
                 let c = pk
                     .ciphertext_from_le_bytes(bytes)
                     .map_err(|e| Error::Data(format!("{}: {e}", what(i))))?;

@@ -15,6 +15,13 @@ pub const META_SCALE: &str = "cipherlake.scale";
 /// Field metadata key: Arrow type of the column before encryption, e.g. `Decimal128(12, 2)`.
 pub const META_PLAIN_TYPE: &str = "cipherlake.plain_type";
 
+/// Field metadata key on aggregate results: the function that produced them (`sum`, `count`).
+/// Its presence means each value is `W` ciphertext bytes followed by an 8-byte little-endian
+/// count of the rows that contributed.
+pub const META_AGGREGATE: &str = "cipherlake.aggregate";
+/// Bytes of the trailing row count of an aggregate value.
+pub const ROWS_BYTES: usize = 8;
+
 /// The largest decimal scale accepted (Decimal128's own limit).
 pub const MAX_SCALE: u32 = 38;
 

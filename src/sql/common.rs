@@ -1,0 +1,432 @@
+//! What the encrypted aggregates share: the key material a plan carries (the modulus, in the
+//! field metadata added at table registration), the aggregate value layout (ciphertext followed
+//! by the number of contributing rows), and the accumulators that multiply ciphertexts.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray};
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
+use rug::integer::Order;
+use rug::Integer;
+
+use crate::lake::schema::{EncryptedColumn, META_KEY_ID, META_PLAIN_TYPE, META_SCALE};
+pub use crate::lake::schema::{META_AGGREGATE, ROWS_BYTES};
+use crate::paillier::keyfile::b64_encode;
+
+/// Field metadata key: the public modulus n (base64url, big-endian), added to encrypted columns
+/// when a table is registered with the matching public key. It travels with the plan, so
+/// distributed executors need no key of their own.
+pub const META_MODULUS: &str = "cipherlake.modulus";
+
+/// The modulus of an encrypted column, as an aggregate needs it.
+#[derive(Clone, Debug)]
+pub struct CipherKey {
+    n2: Integer,
+    /// Ciphertext bytes W.
+    pub width: usize,
+}
+
+impl CipherKey {
+    fn from_base64(s: &str, column: &str) -> Result<Self> {
+        let n = crate::paillier::keyfile::b64_decode(s, META_MODULUS, std::path::Path::new(column))
+            .map_err(|e| {
+                datafusion::error::DataFusionError::Plan(format!("column `{column}`: {e}"))
+            })?;
+        let bits = n.significant_bits();
+        let width = (2 * bits.div_ceil(8) as usize).div_ceil(8) * 8;
+        Ok(CipherKey {
+            n2: Integer::from(n.square_ref()),
+            width,
+        })
+    }
+}
+
+/// An encrypted input column as an aggregate sees it.
+#[derive(Clone, Debug)]
+pub struct CipherInput {
+    /// Column (or expression) name, for errors.
+    pub name: String,
+    /// Its cipherlake metadata.
+    pub column: EncryptedColumn,
+    /// The modulus.
+    pub key: CipherKey,
+    /// Whether values are aggregate values (ciphertext + row count) rather than ciphertexts.
+    pub is_aggregate: bool,
+}
+
+impl CipherInput {
+    /// Reads an input field: it must be an encrypted column registered with its public key.
+    pub fn from_field(function: &str, field: &Field) -> Result<Self> {
+        let name = field.name();
+        let column = match EncryptedColumn::from_field(field) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return plan_err!(
+                    "{function}({name}): `{name}` is not an encrypted column (it has no cipherlake metadata); use the ordinary SQL aggregate for plaintext columns"
+                )
+            }
+            Err(e) => return plan_err!("{function}({name}): {e}"),
+        };
+        let Some(modulus) = field.metadata().get(META_MODULUS) else {
+            return plan_err!(
+                "{function}({name}): `{name}` is encrypted under key {}, but no public key with that id was given (pass it with --key public.json, or register the table with it)",
+                column.key_id
+            );
+        };
+        let key = CipherKey::from_base64(modulus, name)?;
+        let is_aggregate = field.metadata().contains_key(META_AGGREGATE);
+        match field.data_type() {
+            DataType::FixedSizeBinary(w) => {
+                let want = key.width + if is_aggregate { ROWS_BYTES } else { 0 };
+                if *w as usize != want {
+                    return plan_err!("{function}({name}): values are {w} bytes wide but the key's ciphertexts take {want}");
+                }
+            }
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {}
+            t => return plan_err!("{function}({name}): type {t} is not a ciphertext column"),
+        }
+        Ok(CipherInput {
+            name: name.clone(),
+            column,
+            key,
+            is_aggregate,
+        })
+    }
+
+    /// The result field of an encrypted aggregate over this input.
+    pub fn result_field(&self, name: &str, aggregate: &str, plain_type: DataType) -> FieldRef {
+        let out = EncryptedColumn {
+            plain_type,
+            ..self.column.clone()
+        };
+        let mut md = out.metadata();
+        md.insert(META_MODULUS.into(), modulus_of(&self.key));
+        md.insert(META_AGGREGATE.into(), aggregate.into());
+        Arc::new(
+            Field::new(
+                name,
+                DataType::FixedSizeBinary((self.key.width + ROWS_BYTES) as i32),
+                true,
+            )
+            .with_metadata(md),
+        )
+    }
+}
+
+fn modulus_of(key: &CipherKey) -> String {
+    // n = sqrt(n²): exact, and only computed when planning.
+    b64_encode(&Integer::from(key.n2.sqrt_ref()))
+}
+
+/// The metadata keys an aggregate result keeps from its input.
+pub fn is_cipher_metadata(key: &str) -> bool {
+    [
+        META_KEY_ID,
+        META_SCALE,
+        META_PLAIN_TYPE,
+        META_MODULUS,
+        META_AGGREGATE,
+    ]
+    .contains(&key)
+}
+
+/// Plain type of a sum: integers widen to Int64, decimals to Decimal128(38, s), booleans count.
+pub fn sum_plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Decimal128(_, s) => DataType::Decimal128(38, *s),
+        _ => DataType::Int64,
+    }
+}
+
+/// Calls `f(row, ciphertext bytes, contributing rows)` for every non-NULL value that passes the
+/// filter, whichever binary type carries the values. Checks each value's width.
+fn for_each_value(
+    input: &CipherInput,
+    array: &ArrayRef,
+    filter: Option<&BooleanArray>,
+    mut f: impl FnMut(usize, &[u8], u64) -> Result<()>,
+) -> Result<()> {
+    let w = input.key.width;
+    let mut visit = |i: usize, v: &[u8]| -> Result<()> {
+        if filter.is_some_and(|fl| !fl.is_valid(i) || !fl.value(i)) {
+            return Ok(());
+        }
+        if input.is_aggregate {
+            if v.len() != w + ROWS_BYTES {
+                return exec_err!(
+                    "column `{}`: aggregate value of {} bytes, expected {}",
+                    input.name,
+                    v.len(),
+                    w + ROWS_BYTES
+                );
+            }
+            let mut rows = [0u8; ROWS_BYTES];
+            rows.copy_from_slice(&v[w..]);
+            f(i, &v[..w], u64::from_le_bytes(rows))
+        } else {
+            if v.len() != w {
+                return exec_err!(
+                    "column `{}`: ciphertext of {} bytes, expected {}",
+                    input.name,
+                    v.len(),
+                    w
+                );
+            }
+            f(i, v, 1)
+        }
+    };
+    macro_rules! each {
+        ($a:expr) => {{
+            let a = $a;
+            for i in 0..a.len() {
+                if a.is_valid(i) {
+                    visit(i, a.value(i))?;
+                }
+            }
+        }};
+    }
+    match array.data_type() {
+        DataType::FixedSizeBinary(_) => each!(array.as_fixed_size_binary()),
+        DataType::Binary => each!(array.as_binary::<i32>()),
+        DataType::LargeBinary => each!(array.as_binary::<i64>()),
+        DataType::BinaryView => each!(array.as_binary_view()),
+        t => {
+            return exec_err!(
+                "column `{}`: type {t} is not a ciphertext column",
+                input.name
+            )
+        }
+    }
+    Ok(())
+}
+
+/// Reads a ciphertext into `tmp` and checks 0 < c < n² (cheap). The full check gcd(c, n) = 1 is
+/// left to decryption: a product has a factor in common with n exactly when one of its factors
+/// does, so checking the aggregate checks every input at once.
+fn load(tmp: &mut Integer, bytes: &[u8], key: &CipherKey, name: &str) -> Result<()> {
+    crate::paillier::read_le_into(tmp, bytes);
+    if *tmp == 0 || *tmp >= key.n2 {
+        return exec_err!(
+            "column `{name}`: a value is not a valid ciphertext (zero, or not below n²)"
+        );
+    }
+    Ok(())
+}
+
+/// Writes an aggregate value: ciphertext (W bytes, little-endian) then the row count.
+fn write_value(out: &mut [u8], acc: &Integer, rows: u64, width: usize) {
+    out[..width].fill(0);
+    acc.write_digits(&mut out[..acc.significant_digits::<u8>()], Order::Lsf);
+    out[width..].copy_from_slice(&rows.to_le_bytes());
+}
+
+/// The encrypted sum of one group: a product of ciphertexts mod n² and a row count.
+#[derive(Debug)]
+pub struct CipherSumAccumulator {
+    input: CipherInput,
+    acc: Integer,
+    rows: u64,
+    tmp: Integer,
+}
+
+impl CipherSumAccumulator {
+    /// A new accumulator over `input`.
+    pub fn new(input: CipherInput) -> Self {
+        CipherSumAccumulator {
+            input,
+            acc: Integer::from(1),
+            rows: 0,
+            tmp: Integer::new(),
+        }
+    }
+
+    fn add(&mut self, array: &ArrayRef, input: &CipherInput) -> Result<()> {
+        let (acc, rows, tmp) = (&mut self.acc, &mut self.rows, &mut self.tmp);
+        let key = &input.key;
+        for_each_value(input, array, None, |_, bytes, k| {
+            load(tmp, bytes, key, &input.name)?;
+            *acc *= &*tmp;
+            *acc %= &key.n2;
+            *rows += k;
+            Ok(())
+        })
+    }
+
+    fn value(&self) -> ScalarValue {
+        let w = self.input.key.width;
+        if self.rows == 0 {
+            return ScalarValue::FixedSizeBinary((w + ROWS_BYTES) as i32, None);
+        }
+        let mut out = vec![0u8; w + ROWS_BYTES];
+        write_value(&mut out, &self.acc, self.rows, w);
+        ScalarValue::FixedSizeBinary((w + ROWS_BYTES) as i32, Some(out))
+    }
+
+    fn state_input(&self) -> CipherInput {
+        CipherInput {
+            is_aggregate: true,
+            ..self.input.clone()
+        }
+    }
+}
+
+impl Accumulator for CipherSumAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let input = self.input.clone();
+        self.add(&values[0], &input)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let input = self.state_input();
+        self.add(&states[0], &input)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.value()])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(self.value())
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + 2 * self.input.key.width
+    }
+}
+
+/// Encrypted sums for many groups at once.
+#[derive(Debug)]
+pub struct CipherSumGroupsAccumulator {
+    input: CipherInput,
+    accs: Vec<Integer>,
+    rows: Vec<u64>,
+    tmp: Integer,
+}
+
+impl CipherSumGroupsAccumulator {
+    /// A new groups accumulator over `input`.
+    pub fn new(input: CipherInput) -> Self {
+        CipherSumGroupsAccumulator {
+            input,
+            accs: Vec::new(),
+            rows: Vec::new(),
+            tmp: Integer::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        array: &ArrayRef,
+        input: &CipherInput,
+        groups: &[usize],
+        filter: Option<&BooleanArray>,
+        total: usize,
+    ) -> Result<()> {
+        if self.accs.len() < total {
+            self.accs.resize(total, Integer::from(1));
+            self.rows.resize(total, 0);
+        }
+        let (accs, rows, tmp) = (&mut self.accs, &mut self.rows, &mut self.tmp);
+        let key = &input.key;
+        for_each_value(input, array, filter, |i, bytes, k| {
+            load(tmp, bytes, key, &input.name)?;
+            let g = groups[i];
+            accs[g] *= &*tmp;
+            accs[g] %= &key.n2;
+            rows[g] += k;
+            Ok(())
+        })
+    }
+
+    fn emit(&mut self, emit_to: EmitTo) -> ArrayRef {
+        let accs = emit_to.take_needed(&mut self.accs);
+        let rows = emit_to.take_needed(&mut self.rows);
+        values_array(&accs, &rows, self.input.key.width)
+    }
+}
+
+/// An array of aggregate values; NULL where no row contributed.
+fn values_array(accs: &[Integer], rows: &[u64], width: usize) -> ArrayRef {
+    let size = width + ROWS_BYTES;
+    let mut buf = vec![0u8; accs.len() * size];
+    for ((out, acc), &r) in buf.chunks_exact_mut(size).zip(accs).zip(rows) {
+        if r > 0 {
+            write_value(out, acc, r, width);
+        }
+    }
+    let nulls = NullBuffer::from_iter(rows.iter().map(|&r| r > 0));
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    // The buffer holds exactly len · size bytes and the null buffer len bits: this cannot fail.
+    Arc::new(
+        FixedSizeBinaryArray::try_new(size as i32, Buffer::from(buf), nulls)
+            .unwrap_or_else(|_| FixedSizeBinaryArray::new_null(size as i32, 0)),
+    )
+}
+
+impl GroupsAccumulator for CipherSumGroupsAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let input = self.input.clone();
+        self.add(
+            &values[0],
+            &input,
+            group_indices,
+            opt_filter,
+            total_num_groups,
+        )
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let input = CipherInput {
+            is_aggregate: true,
+            ..self.input.clone()
+        };
+        self.add(&values[0], &input, group_indices, None, total_num_groups)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(self.emit(emit_to))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.emit(emit_to)])
+    }
+
+    /// Each input row becomes a one-row state: its ciphertext and a count of 1 (NULL when the
+    /// value is NULL or filtered out). Used on high-cardinality GROUP BY.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let n = values[0].len();
+        let mut accs = vec![Integer::from(1); n];
+        let mut rows = vec![0u64; n];
+        let mut tmp = Integer::new();
+        let key = &self.input.key;
+        for_each_value(&self.input, &values[0], opt_filter, |i, bytes, k| {
+            load(&mut tmp, bytes, key, &self.input.name)?;
+            accs[i].clone_from(&tmp);
+            rows[i] = k;
+            Ok(())
+        })?;
+        Ok(vec![values_array(&accs, &rows, key.width)])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.accs.len() * (2 * self.input.key.width + 16)
+    }
+}
