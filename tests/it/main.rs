@@ -4,5 +4,6 @@
 mod cli_keys;
 mod lake;
 mod laws;
+mod slt;
 mod util;
 mod vectors;
