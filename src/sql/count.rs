@@ -6,8 +6,7 @@ use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Coercion, GroupsAccumulator, Signature, TypeSignatureClass,
-    Volatility,
+    Accumulator, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 
 use super::common::{CipherInput, CipherSumAccumulator, CipherSumGroupsAccumulator};
