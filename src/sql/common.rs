@@ -430,3 +430,196 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         std::mem::size_of_val(self) + self.accs.len() * (2 * self.input.key.width + 16)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::encrypt::encrypt_values;
+    use crate::paillier::{hazmat, PrivateKey};
+    use std::sync::OnceLock;
+
+    fn key() -> &'static PrivateKey {
+        static KEY: OnceLock<PrivateKey> = OnceLock::new();
+        KEY.get_or_init(hazmat::fixture_key_512)
+    }
+
+    fn input() -> CipherInput {
+        let pk = key().public_key();
+        let col = EncryptedColumn {
+            key_id: pk.key_id().into(),
+            scale: 0,
+            plain_type: DataType::Int64,
+        };
+        let mut md = col.metadata();
+        md.insert(META_MODULUS.into(), b64_encode(pk.n()));
+        let field = Field::new(
+            "v",
+            DataType::FixedSizeBinary(pk.ciphertext_width() as i32),
+            true,
+        )
+        .with_metadata(md);
+        CipherInput::from_field("paillier_sum", &field).unwrap()
+    }
+
+    fn encrypted(values: &[Option<i128>]) -> ArrayRef {
+        Arc::new(encrypt_values(key().public_key(), values).unwrap())
+    }
+
+    /// Decrypts aggregate values to (sum, rows); None for NULL.
+    fn open(array: &ArrayRef) -> Vec<Option<(i128, u64)>> {
+        let pk = key().public_key();
+        let w = pk.ciphertext_width();
+        let a = array.as_fixed_size_binary();
+        (0..a.len())
+            .map(|i| {
+                a.is_valid(i).then(|| {
+                    let v = a.value(i);
+                    let c = pk.ciphertext_from_le_bytes(&v[..w]).unwrap();
+                    let rows = u64::from_le_bytes(v[w..].try_into().unwrap());
+                    (key().decrypt(&c).unwrap().to_i128().unwrap(), rows)
+                })
+            })
+            .collect()
+    }
+
+    fn scalar_to_array(s: ScalarValue) -> ArrayRef {
+        s.to_array().unwrap()
+    }
+
+    #[test]
+    fn single_accumulator_state_and_merge() {
+        let batches = [vec![Some(5), None, Some(-7)], vec![Some(100)], vec![None]];
+        let mut parts: Vec<CipherSumAccumulator> = Vec::new();
+        for b in &batches {
+            let mut acc = CipherSumAccumulator::new(input());
+            acc.update_batch(&[encrypted(b)]).unwrap();
+            parts.push(acc);
+        }
+        let mut total = CipherSumAccumulator::new(input());
+        for p in &mut parts {
+            let state = p.state().unwrap();
+            total
+                .merge_batch(&[scalar_to_array(state[0].clone())])
+                .unwrap();
+        }
+        assert_eq!(
+            open(&scalar_to_array(total.evaluate().unwrap())),
+            vec![Some((98, 3))]
+        );
+        // An accumulator that saw only NULLs evaluates to NULL.
+        assert_eq!(
+            open(&scalar_to_array(parts[2].evaluate().unwrap())),
+            vec![None]
+        );
+    }
+
+    #[test]
+    fn groups_accumulator_agrees_with_single_through_state_and_merge() {
+        let values = [
+            Some(1),
+            Some(2),
+            None,
+            Some(-4),
+            Some(8),
+            Some(16),
+            Some(32),
+        ];
+        let groups = [0usize, 1, 1, 0, 2, 0, 1];
+        let plain = encrypted(&values);
+
+        // Two partial group accumulators over halves of the rows, merged into a final one.
+        let mut final_acc = CipherSumGroupsAccumulator::new(input());
+        for (lo, hi) in [(0usize, 3usize), (3, 7)] {
+            let mut part = CipherSumGroupsAccumulator::new(input());
+            part.update_batch(&[plain.slice(lo, hi - lo)], &groups[lo..hi], None, 3)
+                .unwrap();
+            let state = part.state(EmitTo::All).unwrap();
+            // Partial group ids 0..3 map to the same final ids here.
+            let ids: Vec<usize> = (0..state[0].len()).collect();
+            final_acc.merge_batch(&state, &ids, 3).unwrap();
+        }
+        let grouped = open(&final_acc.evaluate(EmitTo::All).unwrap());
+
+        // The single accumulator on each group's rows gives the same.
+        for (g, got) in grouped.iter().enumerate() {
+            let mine: Vec<Option<i128>> = values
+                .iter()
+                .zip(&groups)
+                .filter(|(_, gg)| **gg == g)
+                .map(|(v, _)| *v)
+                .collect();
+            let mut single = CipherSumAccumulator::new(input());
+            single.update_batch(&[encrypted(&mine)]).unwrap();
+            assert_eq!(
+                *got,
+                open(&scalar_to_array(single.evaluate().unwrap()))[0],
+                "group {g}"
+            );
+        }
+        assert_eq!(grouped, vec![Some((13, 3)), Some((34, 2)), Some((8, 1))]);
+    }
+
+    #[test]
+    fn convert_to_state_then_merge_equals_update() {
+        let values = [Some(3), None, Some(-9), Some(27)];
+        let plain = encrypted(&values);
+        let filter = BooleanArray::from(vec![true, true, false, true]);
+        let acc = CipherSumGroupsAccumulator::new(input());
+        let state = acc
+            .convert_to_state(&[plain.clone()], Some(&filter))
+            .unwrap();
+        assert_eq!(
+            open(&state[0]),
+            vec![Some((3, 1)), None, None, Some((27, 1))]
+        );
+
+        let mut merged = CipherSumGroupsAccumulator::new(input());
+        merged.merge_batch(&state, &[0, 0, 0, 0], 1).unwrap();
+        let mut updated = CipherSumGroupsAccumulator::new(input());
+        updated
+            .update_batch(&[plain], &[0, 0, 0, 0], Some(&filter), 1)
+            .unwrap();
+        assert_eq!(
+            open(&merged.evaluate(EmitTo::All).unwrap()),
+            vec![Some((30, 2))]
+        );
+        assert_eq!(
+            open(&updated.evaluate(EmitTo::All).unwrap()),
+            vec![Some((30, 2))]
+        );
+    }
+
+    #[test]
+    fn emit_first_keeps_the_rest() {
+        let mut acc = CipherSumGroupsAccumulator::new(input());
+        acc.update_batch(
+            &[encrypted(&[Some(1), Some(2), Some(3)])],
+            &[0, 1, 2],
+            None,
+            3,
+        )
+        .unwrap();
+        assert_eq!(
+            open(&acc.evaluate(EmitTo::First(2)).unwrap()),
+            vec![Some((1, 1)), Some((2, 1))]
+        );
+        assert_eq!(
+            open(&acc.evaluate(EmitTo::All).unwrap()),
+            vec![Some((3, 1))]
+        );
+    }
+
+    #[test]
+    fn invalid_ciphertext_bytes_are_rejected() {
+        let w = key().public_key().ciphertext_width();
+        let zeros: ArrayRef = Arc::new(
+            FixedSizeBinaryArray::try_new(w as i32, Buffer::from(vec![0u8; w]), None).unwrap(),
+        );
+        let mut acc = CipherSumAccumulator::new(input());
+        let e = acc.update_batch(&[zeros]).unwrap_err().to_string();
+        assert!(
+            e.contains("column `v`") && e.contains("not a valid ciphertext"),
+            "{e}"
+        );
+    }
+}
