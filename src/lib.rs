@@ -9,5 +9,6 @@ pub mod error;
 pub mod lake;
 pub mod paillier;
 pub mod sql;
+pub mod synth;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 mod cli_keys;
 mod lake;
 mod laws;
+mod queries;
 mod slt;
 mod util;
 mod vectors;

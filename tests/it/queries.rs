@@ -1,0 +1,334 @@
+//! End to end through the real binary: three hospitals encrypt their extracts into one
+//! hive-partitioned lake, the cloud runs every query in `queries/`, a key holder decrypts, and the
+//! result equals the same query computed by DataFusion on the plaintext.
+
+use cipherlake::synth;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+
+use crate::util::Dir;
+
+const HOSPITALS: [&str; 3] = ["a", "b", "c"];
+
+fn plaintext_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("region", DataType::Utf8, true),
+        Field::new("year", DataType::Int64, true),
+        Field::new("age_band", DataType::Utf8, true),
+        Field::new("diagnosis", DataType::Utf8, true),
+        Field::new("cost", DataType::Decimal128(38, 2), true),
+        Field::new("length_of_stay", DataType::Int64, true),
+        Field::new("diabetic", DataType::Boolean, true),
+    ])
+}
+
+/// The query with the encrypted aggregates replaced by their plaintext meaning.
+fn plaintext_sql(sql: &str) -> String {
+    let mut s = sql.replace("paillier_sum(", "sum(");
+    for col in ["diabetic", "a.diabetic"] {
+        s = s.replace(
+            &format!("paillier_count({col})"),
+            &format!("sum(CAST({col} AS BIGINT))"),
+        );
+    }
+    s
+}
+
+async fn plaintext_csv(dir: &Dir, sql: &str) -> String {
+    let ctx = SessionContext::new();
+    let schema = plaintext_schema();
+    let opts = CsvReadOptions::new()
+        .schema(&schema)
+        .file_extension(".csv")
+        .table_partition_cols(vec![("hospital".into(), DataType::Utf8)]);
+    ctx.register_csv("admissions", dir.path("plain").to_str().unwrap(), opts)
+        .await
+        .unwrap();
+    let batches = ctx
+        .sql(&plaintext_sql(sql))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    {
+        let mut w = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut out);
+        if batches.is_empty() {
+            return String::new();
+        }
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_in_queries_matches_plaintext() {
+    let dir = Dir::new();
+    dir.run(&["keygen", "--out", "keys", "--quiet"]).ok();
+    for (i, h) in HOSPITALS.iter().enumerate() {
+        let plain = dir.path(&format!("plain/hospital={h}/admissions.csv"));
+        std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+        synth::write_admissions(&plain, i, 300 + 50 * i, 42).unwrap();
+        dir.run(&[
+            "encrypt",
+            "--key",
+            "keys/public.json",
+            "--input",
+            plain.to_str().unwrap(),
+            "--encrypt",
+            "cost:2,length_of_stay,diabetic",
+            "--output",
+            &format!("lake/hospital={h}/admissions.parquet"),
+            "--quiet",
+        ])
+        .ok();
+    }
+    let queries = concat!(env!("CARGO_MANIFEST_DIR"), "/queries");
+    let mut files: Vec<_> = std::fs::read_dir(queries)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
+    files.sort();
+    assert!(files.len() >= 4);
+    for file in files {
+        let name = file.file_stem().unwrap().to_str().unwrap().to_owned();
+        let encrypted = format!("{name}.parquet");
+        for partitions in ["1", "2"] {
+            dir.run(&[
+                "query",
+                "--key",
+                "keys/public.json",
+                "--table",
+                "admissions=lake",
+                "-f",
+                file.to_str().unwrap(),
+                "--format",
+                "parquet",
+                "--output",
+                &encrypted,
+                "--partitions",
+                partitions,
+                "--force",
+            ])
+            .ok();
+            let decrypted = dir
+                .run(&[
+                    "decrypt",
+                    "--key",
+                    "keys/private.json",
+                    "--input",
+                    &encrypted,
+                    "--format",
+                    "csv",
+                ])
+                .ok();
+            let sql = std::fs::read_to_string(&file).unwrap();
+            let expected = plaintext_csv(&dir, &sql).await;
+            assert_eq!(decrypted, expected, "{name} with {partitions} partition(s)");
+        }
+    }
+}
+
+#[test]
+fn table_output_tags_ciphertexts_and_never_needs_a_private_key() {
+    let dir = Dir::new();
+    dir.run(&["keygen", "--out", "keys", "--quiet"]).ok();
+    dir.write("in/hospital=a/x.csv", "region,cost\nnorth,10.5\nsouth,2\n");
+    dir.run(&[
+        "encrypt",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "in",
+        "--encrypt",
+        "cost:2",
+        "--output",
+        "lake",
+        "-q",
+    ])
+    .ok();
+    let out = dir
+        .run(&[
+            "query",
+            "--key",
+            "keys/public.json",
+            "--table",
+            "t=lake",
+            "-c",
+            "SELECT hospital, paillier_sum(cost) AS c FROM t GROUP BY hospital",
+        ])
+        .ok();
+    assert!(out.contains("enc:") && out.contains("rows=2"), "{out}");
+    // JSON carries the whole value: W ciphertext bytes + 8 count bytes, in hex.
+    let json = dir
+        .run(&[
+            "query",
+            "--key",
+            "keys/public.json",
+            "--table",
+            "t=lake",
+            "-c",
+            "SELECT paillier_sum(cost) AS c FROM t",
+            "--format",
+            "json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["c"].as_str().unwrap().len(), 2 * (512 + 8));
+    // A private key is refused on the query path.
+    dir.run(&[
+        "query",
+        "--key",
+        "keys/private.json",
+        "--table",
+        "t=lake",
+        "-c",
+        "SELECT 1",
+    ])
+    .fails_with(&["private key", "public.json"]);
+    // Without the public key the aggregate says which key it needs.
+    let kid = serde_json::from_str::<serde_json::Value>(&dir.read("keys/public.json")).unwrap()
+        ["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    dir.run(&[
+        "query",
+        "--table",
+        "t=lake",
+        "-c",
+        "SELECT paillier_sum(cost) FROM t",
+    ])
+    .fails_with(&[&kid, "--key"]);
+}
+
+#[test]
+fn mixed_keys_in_one_column_are_refused_at_registration_naming_the_files() {
+    let dir = Dir::new();
+    dir.run(&["keygen", "--out", "k1", "--quiet"]).ok();
+    dir.run(&["keygen", "--out", "k2", "--quiet"]).ok();
+    dir.write("a.csv", "cost\n1\n");
+    dir.run(&[
+        "encrypt",
+        "--key",
+        "k1/public.json",
+        "--input",
+        "a.csv",
+        "--encrypt",
+        "cost",
+        "--output",
+        "lake/hospital=a/a.parquet",
+        "-q",
+    ])
+    .ok();
+    dir.run(&[
+        "encrypt",
+        "--key",
+        "k2/public.json",
+        "--input",
+        "a.csv",
+        "--encrypt",
+        "cost",
+        "--output",
+        "lake/hospital=b/a.parquet",
+        "-q",
+    ])
+    .ok();
+    dir.run(&[
+        "query",
+        "--key",
+        "k1/public.json",
+        "--table",
+        "t=lake",
+        "-c",
+        "SELECT count(*) FROM t",
+    ])
+    .fails_with(&[
+        "`cost`",
+        "hospital=a/a.parquet",
+        "hospital=b/a.parquet",
+        "key id",
+    ]);
+}
+
+#[test]
+fn create_external_table_and_file_urls() {
+    let dir = Dir::new();
+    dir.run(&["keygen", "--out", "k", "--quiet"]).ok();
+    dir.write("in/hospital=a/x.csv", "cost\n5\n7\n");
+    dir.write("in/hospital=b/x.csv", "cost\n-2\n");
+    dir.run(&[
+        "encrypt",
+        "--key",
+        "k/public.json",
+        "--input",
+        "in",
+        "--encrypt",
+        "cost",
+        "--output",
+        "lake",
+        "-q",
+    ])
+    .ok();
+    let url = format!("file://{}/", dir.path("lake").display());
+    let sql = format!(
+        "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{url}'; \
+         SELECT hospital, paillier_sum(cost) AS s FROM t GROUP BY hospital ORDER BY hospital"
+    );
+    dir.run(&[
+        "query",
+        "--key",
+        "k/public.json",
+        "-c",
+        &sql,
+        "--output",
+        "r.parquet",
+    ])
+    .ok();
+    let out = dir
+        .run(&[
+            "decrypt",
+            "--key",
+            "k/private.json",
+            "--input",
+            "r.parquet",
+            "--format",
+            "csv",
+        ])
+        .ok();
+    assert_eq!(out, "hospital,s\na,12\nb,-2\n");
+    // --table with a file:// URL and a glob.
+    let glob = format!("{}/hospital=a/*.parquet", dir.path("lake").display());
+    dir.run(&[
+        "query",
+        "--key",
+        "k/public.json",
+        "--table",
+        &format!("t={url}"),
+        "--table",
+        &format!("g={glob}"),
+        "-c",
+        "SELECT paillier_sum(cost) AS s FROM t UNION ALL SELECT paillier_sum(cost) FROM g",
+        "--output",
+        "u.parquet",
+    ])
+    .ok();
+    let out = dir
+        .run(&[
+            "decrypt",
+            "--key",
+            "k/private.json",
+            "--input",
+            "u.parquet",
+            "--format",
+            "csv",
+        ])
+        .ok();
+    assert_eq!(out, "s\n10\n12\n");
+}
