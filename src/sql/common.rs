@@ -566,7 +566,7 @@ mod tests {
         let filter = BooleanArray::from(vec![true, true, false, true]);
         let acc = CipherSumGroupsAccumulator::new(input());
         let state = acc
-            .convert_to_state(&[plain.clone()], Some(&filter))
+            .convert_to_state(std::slice::from_ref(&plain), Some(&filter))
             .unwrap();
         assert_eq!(
             open(&state[0]),
