@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod decrypt;
 mod encrypt;
 mod inspect;
@@ -37,6 +38,8 @@ enum Command {
     Decrypt(decrypt::Args),
     /// Run SQL over encrypted tables (public keys only); encrypted aggregates stay encrypted.
     Query(query::Args),
+    /// Measure encryption and encrypted SUM throughput (figures for the README).
+    Bench(bench::Args),
     /// Describe a key file or a Parquet file (rows, encrypted columns, key ids).
     Inspect(inspect::Args),
 }
@@ -75,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decrypt(args) => decrypt::run(args, &global),
         Command::Query(args) => query::run(args, &global),
         Command::Inspect(args) => inspect::run(args, &global),
+        Command::Bench(args) => bench::run(args, &global),
     }
 }
 

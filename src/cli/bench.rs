@@ -1,0 +1,245 @@
+//! `cipherlake bench`: end-to-end measurements whose figures go in the README, each against a
+//! reference measured in the same run (timings on shared machines are noisy; ratios are not).
+//!
+//! - `bench sum`: `SELECT paillier_sum(c)` over encrypted Parquet at 1 and 2 partitions, and a
+//!   GROUP BY with 1,000 groups, against a bare GMP `mul + rem mod n²` loop over the same values.
+//! - `bench encrypt`: `encrypt` of synthetic admissions (2 encrypted columns) with 1 and 2 threads.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use cipherlake::lake::decrypt::decrypt_batch;
+use cipherlake::lake::io::parquet_props;
+use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec, EncryptedColumn};
+use cipherlake::paillier::{Ciphertext, PrivateKey};
+use cipherlake::sql::{self, KeyRing};
+use cipherlake::synth;
+use datafusion::arrow::array::{ArrayRef, AsArray, FixedSizeBinaryArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+use rug::Integer;
+use serde_json::json;
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Encrypted SUM throughput against a bare GMP loop.
+    Sum {
+        /// Encrypted rows.
+        #[arg(long, default_value_t = 200_000)]
+        rows: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
+    /// Encryption throughput with 1 and 2 threads.
+    Encrypt {
+        /// Rows of synthetic admissions (2 encrypted columns each).
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
+}
+
+pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    match args.what {
+        What::Sum { rows, repeat } => bench_sum(rows, repeat.max(1), global),
+        What::Encrypt { rows } => bench_encrypt(rows, global),
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn say(global: &Global, msg: &str) {
+    if !global.quiet {
+        eprintln!("{msg}");
+    }
+}
+
+fn bench_sum(rows: usize, repeat: usize, global: &Global) -> anyhow::Result<()> {
+    anyhow::ensure!(rows >= 1000, "--rows must be at least 1000");
+    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+    say(global, "generating a 2048-bit key…");
+    let sk = PrivateKey::generate(2048)?;
+    let pk = sk.public_key();
+    // 1,000 fresh encryptions; row i holds base[i % 1000] ⊕ base[(i / 1000) % 1000], a valid
+    // ciphertext of a known sum, at the cost of one multiplication instead of an encryption.
+    say(global, &format!("making {rows} ciphertexts…"));
+    let base_plain: Vec<i64> = (0..1000).map(|i| (i * 7919 % 2003) as i64 - 1000).collect();
+    let base: Vec<Ciphertext> = base_plain
+        .iter()
+        .map(|&v| pk.encrypt_i128(v as i128))
+        .collect::<Result<_, _>>()?;
+    let width = pk.ciphertext_width();
+    let mut bytes = vec![0u8; rows * width];
+    let mut expected = 0i128;
+    let mut cts: Vec<Integer> = Vec::with_capacity(rows);
+    for (i, out) in bytes.chunks_exact_mut(width).enumerate() {
+        let (a, b) = (i % 1000, (i / 1000) % 1000);
+        let c = pk.add(&base[a], &base[b]);
+        expected += (base_plain[a] + base_plain[b]) as i128;
+        c.write_le(out);
+        cts.push(c.into_integer());
+    }
+    let col = EncryptedColumn {
+        key_id: pk.key_id().into(),
+        scale: 0,
+        plain_type: DataType::Int64,
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("g", DataType::Int64, false),
+        col.field("c", width),
+    ]));
+    let g: ArrayRef = Arc::new(Int64Array::from_iter_values(
+        (0..rows).map(|i| (i % 1000) as i64),
+    ));
+    let c: ArrayRef = Arc::new(FixedSizeBinaryArray::try_new(
+        width as i32,
+        bytes.into(),
+        None,
+    )?);
+    let path = dir.path().join("sum.parquet");
+    let mut w = ArrowWriter::try_new(
+        File::create(&path)?,
+        schema.clone(),
+        Some(parquet_props(&schema, &["c"], width)),
+    )?;
+    w.write(&RecordBatch::try_new(schema, vec![g, c])?)?;
+    w.close()?;
+
+    // The reference: the same multiplications in a bare GMP loop, one core.
+    let n2 = pk.n_squared().clone();
+    let mut bare = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let mut acc = Integer::from(1);
+        for x in &cts {
+            acc *= x;
+            acc %= &n2;
+        }
+        bare.push(rows as f64 / t.elapsed().as_secs_f64());
+        std::hint::black_box(&acc);
+    }
+    let bare = median(bare);
+
+    let mut keys = KeyRing::new();
+    keys.add(pk.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut results = Vec::new();
+    for (label, sql_text, partitions) in [
+        ("SUM, 1 partition", "SELECT paillier_sum(c) FROM t", 1),
+        ("SUM, 2 partitions", "SELECT paillier_sum(c) FROM t", 2),
+        (
+            "GROUP BY 1,000 groups, 2 partitions",
+            "SELECT g, paillier_sum(c) FROM t GROUP BY g",
+            2,
+        ),
+    ] {
+        let mut rates = Vec::new();
+        for _ in 0..repeat {
+            let (rate, check) = runtime.block_on(async {
+                let ctx = sql::session(keys.clone(), Some(partitions));
+                sql::register_table(&ctx, "t", path.to_str().unwrap_or_default(), &keys).await?;
+                let t = Instant::now();
+                let batches = ctx.sql(sql_text).await?.collect().await?;
+                let rate = rows as f64 / t.elapsed().as_secs_f64();
+                anyhow::Ok((rate, batches))
+            })?;
+            rates.push(rate);
+            if check.first().is_some_and(|b| b.num_columns() == 1) {
+                let plain = decrypt_batch(&sk, &check[0], 1, "bench")?;
+                let got = plain
+                    .column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .value(0);
+                anyhow::ensure!(
+                    got as i128 == expected,
+                    "wrong sum: {got} instead of {expected}"
+                );
+            } else {
+                let n: usize = check.iter().map(|b| b.num_rows()).sum();
+                anyhow::ensure!(n == 1000, "expected 1000 groups, got {n}");
+            }
+        }
+        let rate = median(rates);
+        results.push(json!({"query": label, "rows_per_s": rate.round(), "ratio_to_bare_loop": (rate / bare * 100.0).round() / 100.0}));
+    }
+    println!("bare GMP mul+rem mod n² loop (1 core): {:.0} mults/s", bare);
+    println!(
+        "{:<40} {:>12} {:>10}",
+        "query (2048-bit, median)", "rows/s", "÷ bare"
+    );
+    for r in &results {
+        println!(
+            "{:<40} {:>12} {:>9.2}x",
+            r["query"].as_str().unwrap_or(""),
+            r["rows_per_s"],
+            r["ratio_to_bare_loop"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!(
+        "{}",
+        json!({"rows": rows, "bare_loop_per_s": bare.round(), "results": results})
+    );
+    Ok(())
+}
+
+fn bench_encrypt(rows: usize, global: &Global) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+    say(global, "generating a 2048-bit key…");
+    let sk = PrivateKey::generate(2048)?;
+    let pk = sk.public_key();
+    let input = dir.path().join("admissions.csv");
+    synth::write_admissions(&input, 0, rows, 1)?;
+    // Build the fixed-base table before timing.
+    pk.encrypt_i128(0)?;
+    let mut rates = Vec::new();
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let out = dir.path().join(format!("out-{threads}.parquet"));
+        let opts = EncryptOptions {
+            columns: EncryptSpec::parse_list("cost:2,length_of_stay")?,
+            batch_size: 8192,
+            progress: None,
+            overwrite: true,
+        };
+        say(
+            global,
+            &format!("encrypting {rows} rows × 2 columns with {threads} thread(s)…"),
+        );
+        let t = Instant::now();
+        let stats = pool.install(|| encrypt_path(pk, &input, &out, &opts))?;
+        let secs = t.elapsed().as_secs_f64();
+        rates.push((
+            threads,
+            stats.rows as f64 / secs,
+            stats.values as f64 / secs,
+        ));
+    }
+    println!("{:<10} {:>12} {:>14}", "threads", "rows/s", "values/s");
+    for (t, r, v) in &rates {
+        println!("{t:<10} {r:>12.0} {v:>14.0}");
+    }
+    let speedup = rates[1].1 / rates[0].1;
+    println!("speed-up with 2 threads: {speedup:.2}x");
+    println!(
+        "{}",
+        json!({"rows": rows, "rows_per_s_1": rates[0].1.round(), "rows_per_s_2": rates[1].1.round(), "speedup": (speedup * 100.0).round() / 100.0})
+    );
+    Ok(())
+}
