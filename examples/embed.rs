@@ -1,0 +1,61 @@
+//! Embedding cipherlake in a Rust program: make a key, encrypt a synthetic extract into a lake,
+//! build a DataFusion session with the encrypted aggregates, run SQL as the cloud would (public
+//! key only), and decrypt the result as the key holder.
+//!
+//! Run with `cargo run --release --example embed`.
+
+use cipherlake::lake::{decrypt_batch, encrypt_path, EncryptOptions, EncryptSpec};
+use cipherlake::paillier::PrivateKey;
+use cipherlake::sql::{self, KeyRing};
+use cipherlake::synth;
+use datafusion::arrow::util::pretty::print_batches;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+
+    // The key holder: a 2048-bit key pair (in production: `cipherlake keygen`, or the threshold
+    // ceremony, and the private key never leaves the holder).
+    let private_key = PrivateKey::generate(2048)?;
+    let public_key = private_key.public_key().clone();
+
+    // A data owner: 2,000 synthetic admissions, cost and flags encrypted into the lake.
+    let csv = dir.path().join("admissions.csv");
+    synth::write_admissions(&csv, 0, 2_000, 42)?;
+    let lake = dir.path().join("lake/hospital=a/admissions.parquet");
+    let options = EncryptOptions {
+        columns: EncryptSpec::parse_list("cost:2,length_of_stay,diabetic")?,
+        batch_size: 8192,
+        progress: None,
+        overwrite: false,
+    };
+    encrypt_path(&public_key, &csv, &lake, &options)?;
+
+    // The cloud: a session that knows only the public key.
+    let mut keys = KeyRing::new();
+    keys.add(public_key);
+    let ctx = sql::session(keys.clone(), None);
+    sql::register_table(
+        &ctx,
+        "admissions",
+        dir.path().join("lake").to_str().unwrap_or_default(),
+        &keys,
+    )
+    .await?;
+    let encrypted = ctx
+        .sql(
+            "SELECT region, paillier_sum(cost) AS total_cost, paillier_count(diabetic) AS diabetic, COUNT(*) AS n \
+             FROM admissions GROUP BY region ORDER BY region",
+        )
+        .await?
+        .collect()
+        .await?;
+
+    // Back at the key holder: decrypt every encrypted column of the result.
+    let mut plain = Vec::new();
+    for batch in &encrypted {
+        plain.push(decrypt_batch(&private_key, batch, 1, "result")?);
+    }
+    print_batches(&plain)?;
+    Ok(())
+}
