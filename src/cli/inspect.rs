@@ -47,11 +47,25 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
 }
 
 fn key_info(args: &Args) -> anyhow::Result<Value> {
-    let (kind, pk): (&str, PublicKey) = match keyfile::load(&args.file)? {
-        KeyFile::Public(pk) => ("public key", pk),
-        KeyFile::Private(sk) => ("private key", sk.public_key().clone()),
+    let (kind, pk, extra): (&str, PublicKey, Value) = match keyfile::load(&args.file)? {
+        KeyFile::Public(pk, None) => ("public key", pk, Value::Null),
+        KeyFile::Public(pk, Some(th)) => {
+            let extra = json!({"parties": th.parties, "needed": th.needed});
+            ("threshold public key", pk, extra)
+        }
+        KeyFile::Private(sk) => ("private key", sk.public_key().clone(), Value::Null),
+        KeyFile::Share(share) => {
+            return Ok(json!({
+                "file": args.file.display().to_string(),
+                "kind": "key share",
+                "key_id": share.key_id(),
+                "party": share.party(),
+                "index": share.index(),
+            }))
+        }
     };
     Ok(json!({
+        "threshold": extra,
         "file": args.file.display().to_string(),
         "kind": kind,
         "key_id": pk.key_id(),
@@ -118,7 +132,29 @@ fn print_text(info: &Value) {
     println!("file              {}", s(&info["file"]));
     println!("kind              {}", s(&info["kind"]));
     println!("key_id            {}", s(&info["key_id"]));
+    if info["kind"] == "key share" {
+        println!(
+            "party             {} (index {})",
+            s(&info["party"]),
+            info["index"]
+        );
+        return;
+    }
     println!("bits              {}", info["bits"]);
+    if let Some(th) = info["threshold"].as_object() {
+        let parties: Vec<String> = th["parties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        println!(
+            "threshold         {} of {} parties: {}",
+            th["needed"],
+            parties.len(),
+            parties.join(", ")
+        );
+    }
     let fast = if info["fast_encryption"] == true {
         "yes (DJN base hs)"
     } else {

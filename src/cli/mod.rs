@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod combine;
 mod decrypt;
 mod encrypt;
 mod inspect;
 mod keygen;
+mod partial;
 mod progress;
 mod query;
 
@@ -40,6 +42,10 @@ enum Command {
     Query(query::Args),
     /// Measure encryption and encrypted SUM throughput (figures for the README).
     Bench(bench::Args),
+    /// One party: check a query result against the policy and write partial decryptions with proofs.
+    PartialDecrypt(partial::Args),
+    /// Verify the parties' partial decryptions and write the plaintext result.
+    Combine(combine::Args),
     /// Describe a key file or a Parquet file (rows, encrypted columns, key ids).
     Inspect(inspect::Args),
 }
@@ -77,6 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encrypt(args) => encrypt::run(args, &global),
         Command::Decrypt(args) => decrypt::run(args, &global),
         Command::Query(args) => query::run(args, &global),
+        Command::PartialDecrypt(args) => partial::run(args, &global),
+        Command::Combine(args) => combine::run(args, &global),
         Command::Inspect(args) => inspect::run(args, &global),
         Command::Bench(args) => bench::run(args, &global),
     }

@@ -35,3 +35,18 @@ pub(crate) fn bytes_bar(total: u64, message: &str, quiet: bool) -> ProgressBar {
     pb.set_message(message.to_owned());
     pb
 }
+
+/// A counter for work of unknown size (cells), hidden unless standard error is a terminal.
+pub(crate) fn count_bar(message: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg}: {pos} cells ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(message.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}

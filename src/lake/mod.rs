@@ -6,6 +6,7 @@ pub mod encrypt;
 pub mod io;
 pub mod output;
 pub mod schema;
+pub mod threshold;
 pub mod values;
 
 pub use decrypt::decrypt_batch;

@@ -62,3 +62,12 @@ pub fn fixture_key_512() -> PrivateKey {
         Err(e) => panic!("fixture key is broken: {e}"),
     }
 }
+
+/// The threshold dealer for any size (fixture keys).
+pub fn deal_any_size(
+    bits: u32,
+    parties: &[String],
+    needed: usize,
+) -> Result<super::threshold::Dealt> {
+    super::threshold::deal_unchecked_size(bits, parties, needed)
+}

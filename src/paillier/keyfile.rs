@@ -13,12 +13,15 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::keys::{PrivateKey, PublicKey, MIN_BITS};
+use super::threshold::{KeyShare, ThresholdPublic};
 use crate::error::{Error, Result};
 
 /// `kind` of a public key file.
 pub const PUBLIC_KIND: &str = "cipherlake.public_key";
 /// `kind` of a private key file.
 pub const PRIVATE_KIND: &str = "cipherlake.private_key";
+/// `kind` of a threshold key share file.
+pub const SHARE_KIND: &str = "cipherlake.key_share";
 /// The key file format version this build reads and writes.
 pub const VERSION: u32 = 1;
 
@@ -31,6 +34,26 @@ struct PublicJson {
     n: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hs: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<ThresholdJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ThresholdJson {
+    parties: Vec<String>,
+    needed: usize,
+    v: String,
+    verification_keys: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ShareJson {
+    kind: String,
+    version: u32,
+    key_id: String,
+    party: String,
+    index: usize,
+    share: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,10 +71,12 @@ struct KindOnly {
 
 /// Any key file cipherlake reads.
 pub enum KeyFile {
-    /// `public.json`
-    Public(PublicKey),
+    /// `public.json`, with its threshold parameters for a threshold key.
+    Public(PublicKey, Option<ThresholdPublic>),
     /// `private.json`
     Private(PrivateKey),
+    /// `share-NAME.json`: one party's share of a threshold key.
+    Share(KeyShare),
 }
 
 /// Encodes a non-negative integer as base64url (no padding), big-endian.
@@ -80,6 +105,7 @@ fn public_json(pk: &PublicKey) -> PublicJson {
         bits: pk.bits(),
         n: b64_encode(pk.n()),
         hs: pk.hs().map(b64_encode),
+        threshold: None,
     }
 }
 
@@ -91,7 +117,27 @@ pub fn parse(text: &str, path: &Path) -> Result<KeyFile> {
         Some(PUBLIC_KIND) => {
             let j: PublicJson = serde_json::from_str(text)
                 .map_err(|e| Error::key_file(path, format!("malformed public key: {e}")))?;
-            Ok(KeyFile::Public(public_from_json(&j, path)?))
+            let pk = public_from_json(&j, path)?;
+            let th = j
+                .threshold
+                .as_ref()
+                .map(|t| threshold_from_json(t, &pk, path))
+                .transpose()?;
+            Ok(KeyFile::Public(pk, th))
+        }
+        Some(SHARE_KIND) => {
+            let text = Zeroizing::new(text.to_owned());
+            let j: ShareJson = serde_json::from_str(&text)
+                .map_err(|e| Error::key_file(path, format!("malformed key share: {e}")))?;
+            let share = Zeroizing::new(j.share);
+            if j.version != VERSION {
+                return Err(Error::key_file(
+                    path,
+                    format!("format version {} is not supported", j.version),
+                ));
+            }
+            let s = b64_decode(&share, "share", path)?;
+            Ok(KeyFile::Share(KeyShare::new(j.key_id, j.party, j.index, s)))
         }
         Some(PRIVATE_KIND) => {
             let j: Zeroizing<String> = Zeroizing::new(text.to_owned());
@@ -163,6 +209,22 @@ fn public_from_json(j: &PublicJson, path: &Path) -> Result<PublicKey> {
     Ok(pk)
 }
 
+fn threshold_from_json(j: &ThresholdJson, pk: &PublicKey, path: &Path) -> Result<ThresholdPublic> {
+    let th = ThresholdPublic {
+        parties: j.parties.clone(),
+        needed: j.needed,
+        v: b64_decode(&j.v, "threshold.v", path)?,
+        verification_keys: j
+            .verification_keys
+            .iter()
+            .map(|s| b64_decode(s, "threshold.verification_keys", path))
+            .collect::<Result<_>>()?,
+    };
+    th.validate(pk)
+        .map_err(|e| Error::key_file(path, e.to_string()))?;
+    Ok(th)
+}
+
 fn private_from_json(j: &PrivateJson, path: &Path) -> Result<PrivateKey> {
     let pk = public_from_json(&j.public, path)?;
     let p = b64_decode(&j.p, "p", path)?;
@@ -184,13 +246,29 @@ pub fn load(path: &Path) -> Result<KeyFile> {
     parse(&text, path)
 }
 
-/// Reads a public key file (a private key file is refused: the query path never takes one).
+/// Reads a public key file (a private key or a share is refused: the query path never takes one).
 pub fn load_public(path: &Path) -> Result<PublicKey> {
+    load_public_with_threshold(path).map(|(pk, _)| pk)
+}
+
+/// Reads a public key file with its threshold parameters, if any.
+pub fn load_public_with_threshold(path: &Path) -> Result<(PublicKey, Option<ThresholdPublic>)> {
     match load(path)? {
-        KeyFile::Public(pk) => Ok(pk),
-        KeyFile::Private(_) => Err(Error::key_file(
+        KeyFile::Public(pk, th) => Ok((pk, th)),
+        KeyFile::Private(_) | KeyFile::Share(_) => Err(Error::key_file(
             path,
-            "this is a private key; pass the public key file (public.json) instead",
+            "this is a private key or a key share; pass the public key file (public.json) instead",
+        )),
+    }
+}
+
+/// Reads a threshold public key file (its parameters are required).
+pub fn load_threshold_public(path: &Path) -> Result<(PublicKey, ThresholdPublic)> {
+    match load_public_with_threshold(path)? {
+        (pk, Some(th)) => Ok((pk, th)),
+        (_, None) => Err(Error::key_file(
+            path,
+            "this public key is not a threshold key (it has no parties)",
         )),
     }
 }
@@ -199,11 +277,61 @@ pub fn load_public(path: &Path) -> Result<PublicKey> {
 pub fn load_private(path: &Path) -> Result<PrivateKey> {
     match load(path)? {
         KeyFile::Private(sk) => Ok(sk),
-        KeyFile::Public(_) => Err(Error::key_file(
+        KeyFile::Public(..) => Err(Error::key_file(
             path,
             "this is a public key; decryption needs the private key file (private.json)",
         )),
+        KeyFile::Share(_) => Err(Error::key_file(
+            path,
+            "this is one party's key share: use partial-decrypt and combine for a threshold key",
+        )),
     }
+}
+
+/// Reads a key share file.
+pub fn load_share(path: &Path) -> Result<KeyShare> {
+    match load(path)? {
+        KeyFile::Share(s) => Ok(s),
+        _ => Err(Error::key_file(
+            path,
+            "not a key share file (share-NAME.json)",
+        )),
+    }
+}
+
+/// Writes a threshold `public.json` (mode 0644).
+pub fn write_threshold_public(
+    pk: &PublicKey,
+    th: &ThresholdPublic,
+    path: &Path,
+    overwrite: bool,
+) -> Result<()> {
+    let j = PublicJson {
+        threshold: Some(ThresholdJson {
+            parties: th.parties.clone(),
+            needed: th.needed,
+            v: b64_encode(&th.v),
+            verification_keys: th.verification_keys.iter().map(b64_encode).collect(),
+        }),
+        ..public_json(pk)
+    };
+    let text = serde_json::to_string_pretty(&j).unwrap_or_default() + "\n";
+    write_atomic(path, text.as_bytes(), 0o644, overwrite)
+}
+
+/// Writes a party's `share-NAME.json` (mode 0600).
+pub fn write_share(share: &KeyShare, path: &Path, overwrite: bool) -> Result<()> {
+    let j = ShareJson {
+        kind: SHARE_KIND.into(),
+        version: VERSION,
+        key_id: share.key_id().into(),
+        party: share.party().into(),
+        index: share.index(),
+        share: b64_encode(share.secret()),
+    };
+    let text = Zeroizing::new(serde_json::to_string_pretty(&j).unwrap_or_default() + "\n");
+    drop(Zeroizing::new(j.share));
+    write_atomic(path, text.as_bytes(), 0o600, overwrite)
 }
 
 /// The public key file's JSON text.

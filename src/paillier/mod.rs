@@ -10,6 +10,7 @@ pub mod keyfile;
 mod keys;
 mod primes;
 mod randomness;
+pub mod threshold;
 
 pub use ciphertext::{read_le_into, Ciphertext};
 pub use keys::{key_id_of, PrivateKey, PublicKey, MIN_BITS, OFFERED_BITS};

@@ -1,0 +1,89 @@
+//! `cipherlake combine`: verify the parties' partial decryptions and turn a query result into
+//! plaintext, with small counts suppressed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use cipherlake::lake::output::{BatchWriter, Format};
+use cipherlake::lake::threshold::{combine_result, PartialFile, ResultFile};
+use cipherlake::paillier::keyfile;
+
+use super::{progress, Global};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The threshold public key (public.json).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The encrypted query result the partials were made for.
+    #[arg(long, value_name = "RESULT")]
+    input: PathBuf,
+    /// Partial decryption files, one per party (at least the threshold).
+    #[arg(long, num_args = 1.., required = true, value_name = "FILE")]
+    partials: Vec<PathBuf>,
+    /// Where to write the plaintext (`-`: standard output).
+    #[arg(long, default_value = "-", value_name = "PATH|-")]
+    output: String,
+    /// table, csv, json, ndjson or parquet (default: from the output's extension; table on stdout).
+    #[arg(long)]
+    format: Option<String>,
+    /// Suppress decrypted counts from 1 to N−1 (the parties' own minimum applies too).
+    #[arg(long, default_value_t = 11, value_name = "N")]
+    min_rows: u64,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    let (pk, th) = keyfile::load_threshold_public(&args.key)?;
+    let name = args.input.display().to_string();
+    let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
+    let result = ResultFile::read(&name, Bytes::from(bytes))?;
+    let mut partials = Vec::new();
+    for p in &args.partials {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let parsed: PartialFile = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a partial decryption file", p.display()))?;
+        partials.push((p.display().to_string(), parsed));
+    }
+    let pb = progress::count_bar("verifying proofs", global.quiet);
+    let pb2 = pb.clone();
+    let combined = combine_result(
+        &pk,
+        &th,
+        &result,
+        &partials,
+        args.min_rows,
+        Some(Arc::new(move |n| pb2.inc(n))),
+    );
+    pb.finish_and_clear();
+    let combined = combined?;
+    let out_path = (args.output != "-").then(|| PathBuf::from(&args.output));
+    let format = match &args.format {
+        Some(f) => f.parse::<Format>()?,
+        None => Format::for_output(out_path.as_deref()),
+    };
+    let schema = combined
+        .batches
+        .first()
+        .map(|b| b.schema())
+        .context("the result file has no record batch")?;
+    let mut w = BatchWriter::create(format, out_path.as_deref(), schema, args.force)?;
+    for b in &combined.batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    if !global.quiet {
+        eprintln!(
+            "combined with parties {}; {} small count(s) suppressed (below {})",
+            combined.parties.join(", "),
+            combined.suppressed,
+            args.min_rows
+        );
+    }
+    Ok(())
+}

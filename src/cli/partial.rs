@@ -1,0 +1,97 @@
+//! `cipherlake partial-decrypt`: one party checks a query result and, if the disclosure policy
+//! allows it, writes its partial decryptions with proofs. Every request is appended to an audit log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use cipherlake::lake::threshold::{partial_decrypt_result, ResultFile};
+use cipherlake::paillier::keyfile;
+use serde_json::json;
+
+use super::{progress, Global};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// This party's share (share-NAME.json).
+    #[arg(long, value_name = "FILE")]
+    share: PathBuf,
+    /// The threshold public key (public.json).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The encrypted query result (Parquet, from `cipherlake query --format parquet`).
+    #[arg(long, value_name = "RESULT")]
+    input: PathBuf,
+    /// Where to write this party's partial decryptions.
+    #[arg(long, value_name = "FILE")]
+    output: PathBuf,
+    /// Refuse any aggregate over fewer contributing rows (and any individual value).
+    #[arg(long, default_value_t = 11, value_name = "N")]
+    min_rows: u64,
+    /// Audit log to append to (default: audit.log beside the share file).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    let (pk, th) = keyfile::load_threshold_public(&args.key)?;
+    let share = keyfile::load_share(&args.share)?;
+    let name = args.input.display().to_string();
+    let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
+    let result = ResultFile::read(&name, Bytes::from(bytes))?;
+    let pb = progress::count_bar("partial decryption", global.quiet);
+    let pb2 = pb.clone();
+    let outcome = partial_decrypt_result(
+        &pk,
+        &th,
+        &share,
+        &result,
+        args.min_rows,
+        Some(Arc::new(move |n| pb2.inc(n))),
+    );
+    pb.finish_and_clear();
+    let audit = args.audit_log.clone().unwrap_or_else(|| {
+        args.share
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("audit.log")
+    });
+    let decision = match &outcome {
+        Ok(p) => json!({"decision": "granted", "cells": p.cells.len()}),
+        Err(e) => json!({"decision": "refused", "reason": e.to_string()}),
+    };
+    let line = json!({
+        "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "party": share.party(),
+        "key_id": pk.key_id(),
+        "result": name,
+        "result_sha256": result.sha256(),
+        "min_rows": args.min_rows,
+        "outcome": decision,
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit)
+        .with_context(|| format!("cannot open the audit log {}", audit.display()))?;
+    writeln!(f, "{line}")
+        .with_context(|| format!("cannot write the audit log {}", audit.display()))?;
+    let partial = outcome?;
+    let text = serde_json::to_string_pretty(&partial)? + "\n";
+    keyfile::write_atomic(&args.output, text.as_bytes(), 0o644, args.force)?;
+    if !global.quiet {
+        eprintln!(
+            "party {}: {} cells partially decrypted → {} (logged in {})",
+            share.party(),
+            partial.cells.len(),
+            args.output.display(),
+            audit.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! Threshold decryption of a query result file. Each party checks the request (its key, every
+//! ciphertext's validity, and the disclosure policy: only aggregates over at least `min_rows`
+//! rows, never individual values) and writes partial decryptions with proofs, bound to the exact
+//! result file by its SHA-256. `combine` verifies every proof, needs `needed` distinct parties,
+//! and turns the encrypted cells into plaintext, suppressing small counts.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
+use rug::Integer;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::decrypt::{binary_values, decrypted_schema};
+use super::io::Progress;
+use super::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
+use super::values::to_plain_array;
+use crate::error::{Error, Result};
+use crate::paillier::keyfile::{b64_decode, b64_encode};
+use crate::paillier::threshold::{
+    combine, partial_decrypt, verify_partial, KeyShare, Partial, ThresholdPublic,
+};
+use crate::paillier::{Ciphertext, PublicKey};
+
+/// `kind` of a partial decryption file.
+pub const PARTIAL_KIND: &str = "cipherlake.partial_decryption";
+
+/// One party's partial decryptions of every encrypted cell of one result file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartialFile {
+    /// Always [`PARTIAL_KIND`].
+    pub kind: String,
+    /// Format version (1).
+    pub version: u32,
+    /// The key id of the threshold key.
+    pub key_id: String,
+    /// Party name.
+    pub party: String,
+    /// Party index (1-based).
+    pub index: usize,
+    /// Lowercase hex SHA-256 of the result file these partials are for.
+    pub result_sha256: String,
+    /// The minimum contributing rows the party required.
+    pub min_rows: u64,
+    /// One entry per encrypted, non-NULL cell.
+    pub cells: Vec<PartialCell>,
+}
+
+/// A partial decryption of one cell, with its proof.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartialCell {
+    /// Column name.
+    pub column: String,
+    /// 0-based row in the result.
+    pub row: u64,
+    /// c_i (base64url).
+    pub value: String,
+    /// Proof challenge (base64url).
+    pub e: String,
+    /// Proof response (base64url).
+    pub z: String,
+}
+
+/// An encrypted cell of a result.
+struct Cell {
+    column: String,
+    row: u64,
+    ciphertext: Ciphertext,
+    rows: Option<u64>,
+}
+
+/// The result file: its hash, batches and encrypted cells.
+pub struct ResultFile {
+    name: String,
+    sha256: String,
+    batches: Vec<RecordBatch>,
+}
+
+impl ResultFile {
+    /// Reads a result (a Parquet file from `cipherlake query`); `name` is used in messages.
+    pub fn read(name: &str, bytes: Bytes) -> Result<Self> {
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| Error::Data(format!("{name}: not a Parquet result file: {e}")))?;
+        let batches = builder
+            .build()?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(ResultFile {
+            name: name.into(),
+            sha256,
+            batches,
+        })
+    }
+
+    /// Lowercase hex SHA-256 of the file.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn cells(&self, pk: &PublicKey) -> Result<Vec<Cell>> {
+        let mut cells = Vec::new();
+        let mut offset = 0u64;
+        for batch in &self.batches {
+            let schema = batch.schema();
+            for (field, array) in schema.fields().iter().zip(batch.columns()) {
+                let Some(col) = EncryptedColumn::from_field(field)? else {
+                    continue;
+                };
+                if col.key_id != pk.key_id() {
+                    return Err(Error::KeyMismatch {
+                        expected: pk.key_id().into(),
+                        found: col.key_id,
+                        context: format!(
+                            " ({}: column `{}` is encrypted under another key)",
+                            self.name,
+                            field.name()
+                        ),
+                    });
+                }
+                let aggregate = field.metadata().contains_key(META_AGGREGATE);
+                let values = binary_values(array).ok_or_else(|| {
+                    Error::Data(format!(
+                        "{}: column `{}` is not binary",
+                        self.name,
+                        field.name()
+                    ))
+                })?;
+                for (i, v) in values.iter().enumerate() {
+                    let Some(bytes) = v else { continue };
+                    let row = offset + i as u64;
+                    let at =
+                        || format!("{}: row {}, column `{}`", self.name, row + 1, field.name());
+                    let (ct, rows) = if aggregate && bytes.len() > ROWS_BYTES {
+                        let w = bytes.len() - ROWS_BYTES;
+                        let mut r = [0u8; ROWS_BYTES];
+                        r.copy_from_slice(&bytes[w..]);
+                        (&bytes[..w], Some(u64::from_le_bytes(r)))
+                    } else {
+                        (*bytes, None)
+                    };
+                    let ciphertext = pk
+                        .ciphertext_from_le_bytes(ct)
+                        .map_err(|e| Error::Data(format!("{}: {e}", at())))?;
+                    cells.push(Cell {
+                        column: field.name().clone(),
+                        row,
+                        ciphertext,
+                        rows,
+                    });
+                }
+            }
+            offset += batch.num_rows() as u64;
+        }
+        Ok(cells)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What ties a proof to one cell of one result.
+fn binding(result_sha256: &str, column: &str, row: u64) -> Vec<u8> {
+    let mut b = result_sha256.as_bytes().to_vec();
+    b.push(0);
+    b.extend_from_slice(column.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&row.to_be_bytes());
+    b
+}
+
+/// The disclosure policy: every encrypted cell must be an aggregate over at least `min_rows`
+/// rows. Returns the offending cells, described.
+fn policy_violations(cells: &[Cell], min_rows: u64) -> Vec<String> {
+    cells
+        .iter()
+        .filter_map(|c| match c.rows {
+            None => Some(format!(
+                "row {}, column `{}`: an individual encrypted value, not an aggregate",
+                c.row + 1,
+                c.column
+            )),
+            Some(r) if r < min_rows => Some(format!(
+                "row {}, column `{}`: {r} rows",
+                c.row + 1,
+                c.column
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// Party `share` partially decrypts every encrypted cell of `result`, after checking the key and
+/// the policy. `progress` is called with the number of cells done.
+pub fn partial_decrypt_result(
+    pk: &PublicKey,
+    th: &ThresholdPublic,
+    share: &KeyShare,
+    result: &ResultFile,
+    min_rows: u64,
+    progress: Option<Progress>,
+) -> Result<PartialFile> {
+    share.check_against(pk, th)?;
+    let cells = result.cells(pk)?;
+    let bad = policy_violations(&cells, min_rows);
+    if !bad.is_empty() {
+        return Err(Error::Data(format!(
+            "{}: refused by the disclosure policy (at least {min_rows} contributing rows per aggregate): {}",
+            result.name,
+            bad.join("; ")
+        )));
+    }
+    let out = cells
+        .par_iter()
+        .map(|c| {
+            let p = partial_decrypt(
+                pk,
+                th,
+                share,
+                &c.ciphertext,
+                &binding(&result.sha256, &c.column, c.row),
+            )?;
+            if let Some(cb) = &progress {
+                cb(1);
+            }
+            Ok(PartialCell {
+                column: c.column.clone(),
+                row: c.row,
+                value: b64_encode(&p.value),
+                e: b64_encode(&p.e),
+                z: b64_encode(&p.z),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PartialFile {
+        kind: PARTIAL_KIND.into(),
+        version: 1,
+        key_id: pk.key_id().into(),
+        party: share.party().into(),
+        index: share.index(),
+        result_sha256: result.sha256.clone(),
+        min_rows,
+        cells: out,
+    })
+}
+
+/// What combining did.
+#[derive(Debug, Default)]
+pub struct Combined {
+    /// The plaintext result.
+    pub batches: Vec<RecordBatch>,
+    /// Parties whose partials were used.
+    pub parties: Vec<String>,
+    /// Cells suppressed as small counts.
+    pub suppressed: usize,
+}
+
+/// Verifies the partials and combines them into the plaintext result. Counts (from
+/// `paillier_count`) that decrypt to 1..min_rows−1 are suppressed (NULL).
+pub fn combine_result(
+    pk: &PublicKey,
+    th: &ThresholdPublic,
+    result: &ResultFile,
+    partials: &[(String, PartialFile)],
+    min_rows: u64,
+    progress: Option<Progress>,
+) -> Result<Combined> {
+    let cells = result.cells(pk)?;
+    let mut seen = HashSet::new();
+    // Per party: the c_i of each (column, row), all proofs checked.
+    let mut verified: Vec<(usize, String, BTreeMap<(String, u64), Integer>)> = Vec::new();
+    for (file, p) in partials {
+        let who = format!("{file} (party {})", p.party);
+        if p.kind != PARTIAL_KIND {
+            return Err(Error::Data(format!("{who}: not a partial decryption file")));
+        }
+        if p.key_id != pk.key_id() {
+            return Err(Error::KeyMismatch {
+                expected: pk.key_id().into(),
+                found: p.key_id.clone(),
+                context: format!(" ({who} is a partial decryption for another key)"),
+            });
+        }
+        if th.index_of(&p.party) != Some(p.index) {
+            return Err(Error::Data(format!("{who}: not one of this key's parties")));
+        }
+        if !seen.insert(p.party.clone()) {
+            return Err(Error::Data(format!(
+                "party {} is given twice ({file})",
+                p.party
+            )));
+        }
+        if p.result_sha256 != result.sha256 {
+            return Err(Error::Data(format!(
+                "{who} was made for a different result file (SHA-256 {}, this one is {})",
+                p.result_sha256, result.sha256
+            )));
+        }
+        let by_cell: BTreeMap<(String, u64), &PartialCell> = p
+            .cells
+            .iter()
+            .map(|c| ((c.column.clone(), c.row), c))
+            .collect();
+        let path = std::path::Path::new(file);
+        let checked = cells
+            .par_iter()
+            .map(|cell| {
+                let key = (cell.column.clone(), cell.row);
+                let pc = by_cell.get(&key).ok_or_else(|| {
+                    Error::Data(format!(
+                        "{who}: no partial decryption for row {}, column `{}`",
+                        cell.row + 1,
+                        cell.column
+                    ))
+                })?;
+                let partial = Partial {
+                    value: b64_decode(&pc.value, "value", path)?,
+                    e: b64_decode(&pc.e, "e", path)?,
+                    z: b64_decode(&pc.z, "z", path)?,
+                };
+                if !verify_partial(
+                    pk,
+                    th,
+                    p.index,
+                    &cell.ciphertext,
+                    &partial,
+                    &binding(&result.sha256, &cell.column, cell.row),
+                ) {
+                    return Err(Error::Data(format!(
+                        "{who}: the proof for row {}, column `{}` does not verify: rejected",
+                        cell.row + 1,
+                        cell.column
+                    )));
+                }
+                if let Some(cb) = &progress {
+                    cb(1);
+                }
+                Ok((key, partial.value))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        verified.push((p.index, p.party.clone(), checked));
+    }
+    if verified.len() < th.needed {
+        return Err(Error::Data(format!(
+            "{} valid part{} given, {} of {} parties are needed ({})",
+            verified.len(),
+            if verified.len() == 1 { "y" } else { "ies" },
+            th.needed,
+            th.parties.len(),
+            th.parties.join(", ")
+        )));
+    }
+    verified.sort_by_key(|v| v.0);
+    verified.truncate(th.needed);
+    let min_rows = min_rows.max(partials.iter().map(|p| p.1.min_rows).max().unwrap_or(0));
+
+    // The plaintext of every cell.
+    let plain: BTreeMap<(String, u64), Integer> = cells
+        .par_iter()
+        .map(|cell| {
+            let key = (cell.column.clone(), cell.row);
+            let shares: Vec<(usize, &Integer)> =
+                verified.iter().map(|(i, _, m)| (*i, &m[&key])).collect();
+            let raw = combine(pk, th, &shares)?;
+            let v = pk.decode(raw).map_err(|e| {
+                Error::Data(format!(
+                    "{}: row {}, column `{}`: {e}",
+                    result.name,
+                    cell.row + 1,
+                    cell.column
+                ))
+            })?;
+            Ok((key, v))
+        })
+        .collect::<Result<_>>()?;
+
+    let mut out = Combined {
+        parties: verified.iter().map(|v| v.1.clone()).collect(),
+        ..Default::default()
+    };
+    let mut offset = 0u64;
+    for batch in &result.batches {
+        let schema = batch.schema();
+        let out_schema = decrypted_schema(&schema, pk.key_id(), &result.name)?;
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let Some(col) = EncryptedColumn::from_field(field)? else {
+                columns.push(array.clone());
+                continue;
+            };
+            let is_count = field
+                .metadata()
+                .get(META_AGGREGATE)
+                .is_some_and(|a| a == "count");
+            let values: Vec<Option<Integer>> = (0..batch.num_rows() as u64)
+                .map(|r| {
+                    let v = plain.get(&(field.name().clone(), offset + r)).cloned()?;
+                    if is_count && v > 0 && v < min_rows {
+                        out.suppressed += 1;
+                        return None;
+                    }
+                    Some(v)
+                })
+                .collect();
+            let name = field.name();
+            let what = |i: usize| {
+                format!(
+                    "{}: row {}, column `{name}`",
+                    result.name,
+                    offset + i as u64 + 1
+                )
+            };
+            columns.push(to_plain_array(values, &col.plain_type, &what)?);
+        }
+        out.batches.push(RecordBatch::try_new(out_schema, columns)?);
+        offset += batch.num_rows() as u64;
+    }
+    Ok(out)
+}
