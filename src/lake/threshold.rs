@@ -247,6 +247,16 @@ pub fn partial_decrypt_result(
     })
 }
 
+/// A cell of a result: its column and 0-based row.
+type CellKey = (String, u64);
+
+/// One party's verified partial decryptions.
+struct VerifiedParty {
+    index: usize,
+    party: String,
+    values: BTreeMap<CellKey, Integer>,
+}
+
 /// What combining did.
 #[derive(Debug, Default)]
 pub struct Combined {
@@ -271,7 +281,7 @@ pub fn combine_result(
     let cells = result.cells(pk)?;
     let mut seen = HashSet::new();
     // Per party: the c_i of each (column, row), all proofs checked.
-    let mut verified: Vec<(usize, String, BTreeMap<(String, u64), Integer>)> = Vec::new();
+    let mut verified: Vec<VerifiedParty> = Vec::new();
     for (file, p) in partials {
         let who = format!("{file} (party {})", p.party);
         if p.kind != PARTIAL_KIND {
@@ -341,7 +351,11 @@ pub fn combine_result(
                 Ok((key, partial.value))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
-        verified.push((p.index, p.party.clone(), checked));
+        verified.push(VerifiedParty {
+            index: p.index,
+            party: p.party.clone(),
+            values: checked,
+        });
     }
     if verified.len() < th.needed {
         return Err(Error::Data(format!(
@@ -353,7 +367,7 @@ pub fn combine_result(
             th.parties.join(", ")
         )));
     }
-    verified.sort_by_key(|v| v.0);
+    verified.sort_by_key(|v| v.index);
     verified.truncate(th.needed);
     let min_rows = min_rows.max(partials.iter().map(|p| p.1.min_rows).max().unwrap_or(0));
 
@@ -362,8 +376,10 @@ pub fn combine_result(
         .par_iter()
         .map(|cell| {
             let key = (cell.column.clone(), cell.row);
-            let shares: Vec<(usize, &Integer)> =
-                verified.iter().map(|(i, _, m)| (*i, &m[&key])).collect();
+            let shares: Vec<(usize, &Integer)> = verified
+                .iter()
+                .map(|v| (v.index, &v.values[&key]))
+                .collect();
             let raw = combine(pk, th, &shares)?;
             let v = pk.decode(raw).map_err(|e| {
                 Error::Data(format!(
@@ -378,7 +394,7 @@ pub fn combine_result(
         .collect::<Result<_>>()?;
 
     let mut out = Combined {
-        parties: verified.iter().map(|v| v.1.clone()).collect(),
+        parties: verified.iter().map(|v| v.party.clone()).collect(),
         ..Default::default()
     };
     let mut offset = 0u64;

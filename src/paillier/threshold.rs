@@ -324,6 +324,7 @@ pub fn combine(
 }
 
 /// The dealer's output: the public key with its threshold parameters, and one share per party.
+#[derive(Debug)]
 pub struct Dealt {
     /// The public key (with `hs`).
     pub public: PublicKey,

@@ -6,5 +6,6 @@ mod lake;
 mod laws;
 mod queries;
 mod slt;
+mod threshold;
 mod util;
 mod vectors;

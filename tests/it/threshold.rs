@@ -1,0 +1,400 @@
+//! Threshold decryption among hospitals: the math as properties, and the real binary end to end.
+
+use std::sync::OnceLock;
+
+use cipherlake::paillier::hazmat;
+use cipherlake::paillier::threshold::{combine, partial_decrypt, verify_partial, Dealt, Partial};
+use proptest::prelude::*;
+use rug::Integer;
+
+use crate::util::Dir;
+
+/// A 3-of-5 key at 512 bits (test fixture size).
+fn dealt() -> &'static Dealt {
+    static D: OnceLock<Dealt> = OnceLock::new();
+    D.get_or_init(|| {
+        let parties: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        hazmat::deal_any_size(512, &parties, 3).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Any 3 of the 5 parties decrypt to the same value; subsets such as {1, 4, 5} have
+    /// negative Lagrange coefficients.
+    #[test]
+    fn any_threshold_subset_combines_to_the_plaintext(m in any::<i64>(), pick in proptest::sample::subsequence(vec![0usize, 1, 2, 3, 4], 3)) {
+        let d = dealt();
+        let c = d.public.encrypt(&Integer::from(m)).unwrap();
+        let partials: Vec<(usize, Integer)> = pick
+            .iter()
+            .map(|&k| {
+                let p = partial_decrypt(&d.public, &d.threshold, &d.shares[k], &c, b"t").unwrap();
+                prop_assert!(verify_partial(&d.public, &d.threshold, k + 1, &c, &p, b"t"));
+                Ok((k + 1, p.value))
+            })
+            .collect::<Result<_, TestCaseError>>()?;
+        let refs: Vec<(usize, &Integer)> = partials.iter().map(|(i, v)| (*i, v)).collect();
+        let got = d.public.decode(combine(&d.public, &d.threshold, &refs).unwrap()).unwrap();
+        prop_assert_eq!(got, Integer::from(m));
+    }
+
+    /// Changing any part of a proof, the partial value, the binding or the party breaks it.
+    #[test]
+    fn tampered_proofs_never_verify(m in any::<i32>(), which in 0usize..5, delta in 1u32..1000) {
+        let d = dealt();
+        let c = d.public.encrypt(&Integer::from(m)).unwrap();
+        let good = partial_decrypt(&d.public, &d.threshold, &d.shares[1], &c, b"bind").unwrap();
+        prop_assert!(verify_partial(&d.public, &d.threshold, 2, &c, &good, b"bind"));
+        let n2 = d.public.n_squared();
+        let mut bad: Partial = good.clone();
+        let (mut index, mut binding): (usize, &[u8]) = (2, b"bind");
+        match which {
+            0 => bad.value = (Integer::from(&bad.value * delta) + 1u32) % n2,
+            1 => bad.e += delta,
+            2 => bad.z += delta,
+            3 => binding = b"other",
+            _ => index = 3,
+        }
+        prop_assert!(!verify_partial(&d.public, &d.threshold, index, &c, &bad, binding));
+    }
+}
+
+#[test]
+fn fewer_than_the_threshold_cannot_combine() {
+    let d = dealt();
+    let c = d.public.encrypt(&Integer::from(5)).unwrap();
+    let p = partial_decrypt(&d.public, &d.threshold, &d.shares[0], &c, b"").unwrap();
+    let p2 = partial_decrypt(&d.public, &d.threshold, &d.shares[1], &c, b"").unwrap();
+    let err = combine(&d.public, &d.threshold, &[(1, &p.value), (2, &p2.value)]).unwrap_err();
+    assert!(err.to_string().contains("3 needed"), "{err}");
+}
+
+// ---- The real binary -------------------------------------------------------------------
+
+const HOSPITALS: [&str; 3] = ["a", "b", "c"];
+const QUERY: &str = "SELECT region, paillier_sum(cost) AS cost, paillier_sum(length_of_stay) AS days, \
+                     paillier_count(diabetic) AS diabetic, COUNT(*) AS n FROM admissions GROUP BY region ORDER BY region";
+
+/// Keys in `keys/` (2-of-3) and `single/`; each hospital's synthetic extract encrypted under each
+/// key into `lake/` and `lake1/`; the query result of both in `r.parquet` and `r1.parquet`.
+fn setup() -> Dir {
+    let dir = Dir::new();
+    dir.run(&[
+        "keygen",
+        "--parties",
+        "a,b,c",
+        "--threshold",
+        "2",
+        "--out",
+        "keys",
+        "-q",
+    ])
+    .ok();
+    dir.run(&["keygen", "--out", "single", "-q"]).ok();
+    for (i, h) in HOSPITALS.iter().enumerate() {
+        let csv = dir.path(&format!("{h}.csv"));
+        cipherlake::synth::write_admissions(&csv, i, 120, 9).unwrap();
+        for (key, lake) in [("keys", "lake"), ("single", "lake1")] {
+            dir.run(&[
+                "encrypt",
+                "--key",
+                &format!("{key}/public.json"),
+                "--input",
+                csv.to_str().unwrap(),
+                "--encrypt",
+                "cost:2,length_of_stay,diabetic",
+                "--output",
+                &format!("{lake}/hospital={h}/part.parquet"),
+                "-q",
+            ])
+            .ok();
+        }
+    }
+    for (key, lake, out) in [
+        ("keys", "lake", "r.parquet"),
+        ("single", "lake1", "r1.parquet"),
+    ] {
+        dir.run(&[
+            "query",
+            "--key",
+            &format!("{key}/public.json"),
+            "--table",
+            &format!("admissions={lake}"),
+            "-c",
+            QUERY,
+            "--output",
+            out,
+        ])
+        .ok();
+    }
+    dir
+}
+
+fn partial(dir: &Dir, party: &str, input: &str, out: &str) -> crate::util::Run {
+    dir.run(&[
+        "partial-decrypt",
+        "--share",
+        &format!("keys/share-{party}.json"),
+        "--key",
+        "keys/public.json",
+        "--input",
+        input,
+        "--output",
+        out,
+        "--audit-log",
+        &format!("audit-{party}.log"),
+        "-q",
+    ])
+}
+
+#[test]
+fn three_hospitals_every_pair_decrypts_the_same_as_a_single_key() {
+    let dir = setup();
+    let single = dir
+        .run(&[
+            "decrypt",
+            "--key",
+            "single/private.json",
+            "--input",
+            "r1.parquet",
+            "--format",
+            "csv",
+        ])
+        .ok();
+    assert!(single.lines().count() >= 3, "{single}");
+    for h in HOSPITALS {
+        partial(&dir, h, "r.parquet", &format!("{h}.partial.json")).ok();
+    }
+    for (x, y) in [("a", "b"), ("a", "c"), ("b", "c")] {
+        let out = dir
+            .run(&[
+                "combine",
+                "--key",
+                "keys/public.json",
+                "--input",
+                "r.parquet",
+                "--partials",
+                &format!("{x}.partial.json"),
+                &format!("{y}.partial.json"),
+                "--format",
+                "csv",
+                "-q",
+            ])
+            .ok();
+        assert_eq!(out, single, "pair {x},{y}");
+    }
+    // One hospital alone cannot.
+    dir.run(&[
+        "combine",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "r.parquet",
+        "--partials",
+        "b.partial.json",
+    ])
+    .fails_with(&["1 valid party given", "2 of 3 parties are needed"]);
+    // The audit log has one line per request.
+    let log = dir.read("audit-a.log");
+    assert_eq!(log.lines().count(), 1);
+    assert!(log.contains("\"granted\""), "{log}");
+}
+
+#[test]
+fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
+    let dir = setup();
+    partial(&dir, "a", "r.parquet", "a.partial.json").ok();
+    partial(&dir, "b", "r.parquet", "b.partial.json").ok();
+    let combine = |partials: &[&str]| {
+        let mut args = vec![
+            "combine",
+            "--key",
+            "keys/public.json",
+            "--input",
+            "r.parquet",
+            "--partials",
+        ];
+        args.extend_from_slice(partials);
+        dir.run(&args)
+    };
+    let edit = |src: &str, dst: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(&dir.read(src)).unwrap();
+        f(&mut v);
+        dir.write(dst, v.to_string());
+    };
+
+    // A tampered partial value, and a tampered proof.
+    edit("b.partial.json", "b-value.json", &|v| {
+        v["cells"][0]["value"] = v["cells"][1]["value"].clone()
+    });
+    combine(&["a.partial.json", "b-value.json"]).fails_with(&[
+        "party b",
+        "does not verify",
+        "rejected",
+    ]);
+    edit("b.partial.json", "b-proof.json", &|v| {
+        v["cells"][0]["z"] = v["cells"][1]["z"].clone()
+    });
+    combine(&["a.partial.json", "b-proof.json"]).fails_with(&["party b", "does not verify"]);
+    // A duplicated party.
+    combine(&["a.partial.json", "a.partial.json"]).fails_with(&["party a is given twice"]);
+    // A partial made for another result file.
+    dir.run(&[
+        "query",
+        "--key",
+        "keys/public.json",
+        "--table",
+        "admissions=lake",
+        "-c",
+        &QUERY.replace("ORDER BY region", "ORDER BY region DESC"),
+        "--output",
+        "r2.parquet",
+    ])
+    .ok();
+    partial(&dir, "c", "r2.parquet", "c-other.partial.json").ok();
+    combine(&["a.partial.json", "c-other.partial.json"])
+        .fails_with(&["party c", "different result file"]);
+    // A partial for another key.
+    edit("b.partial.json", "b-key.json", &|v| {
+        v["key_id"] = "ab".repeat(32).into()
+    });
+    combine(&["a.partial.json", "b-key.json"]).fails_with(&["another key", &"ab".repeat(32)]);
+    // A share file for the wrong key.
+    dir.run(&[
+        "keygen",
+        "--parties",
+        "a,b,c",
+        "--threshold",
+        "2",
+        "--out",
+        "other",
+        "-q",
+    ])
+    .ok();
+    dir.run(&[
+        "partial-decrypt",
+        "--share",
+        "other/share-a.json",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "r.parquet",
+        "--output",
+        "x.json",
+        "-q",
+    ])
+    .fails_with(&["share of party a is for another key"]);
+    assert!(!dir.path("x.json").exists());
+    // A cell under the row minimum: refused, listing the cells, and logged.
+    dir.run(&[
+        "partial-decrypt",
+        "--share",
+        "keys/share-c.json",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "r.parquet",
+        "--output",
+        "c-strict.json",
+        "--min-rows",
+        "100000",
+        "--audit-log",
+        "audit-c2.log",
+        "-q",
+    ])
+    .fails_with(&[
+        "refused by the disclosure policy",
+        "at least 100000",
+        "row 1, column `cost`",
+    ]);
+    assert!(!dir.path("c-strict.json").exists());
+    assert!(dir.read("audit-c2.log").contains("\"refused\""));
+    // Individual values are never partially decrypted.
+    dir.run(&[
+        "partial-decrypt",
+        "--share",
+        "keys/share-c.json",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "lake/hospital=a/part.parquet",
+        "--output",
+        "leak.json",
+        "-q",
+    ])
+    .fails_with(&["individual encrypted value, not an aggregate"]);
+    // Combining with fewer valid partials than needed after one is wrong.
+    combine(&["b-value.json"]).fails_with(&["party b"]);
+}
+
+#[test]
+fn small_decrypted_counts_are_suppressed() {
+    let dir = Dir::new();
+    dir.run(&[
+        "keygen",
+        "--parties",
+        "a,b",
+        "--threshold",
+        "2",
+        "--out",
+        "keys",
+        "-q",
+    ])
+    .ok();
+    let mut csv = String::from("cost,flag\n");
+    for i in 0..12 {
+        csv.push_str(&format!("{i},{}\n", i < 2));
+    }
+    dir.write("x.csv", csv);
+    dir.run(&[
+        "encrypt",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "x.csv",
+        "--encrypt",
+        "cost,flag",
+        "--output",
+        "lake/x.parquet",
+        "-q",
+    ])
+    .ok();
+    dir.run(&[
+        "query",
+        "--key",
+        "keys/public.json",
+        "--table",
+        "t=lake",
+        "-c",
+        "SELECT paillier_sum(cost) AS cost, paillier_count(flag) AS flagged FROM t",
+        "--output",
+        "r.parquet",
+    ])
+    .ok();
+    for p in ["a", "b"] {
+        partial(&dir, p, "r.parquet", &format!("{p}.json")).ok();
+    }
+    let run = dir.run(&[
+        "combine",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "r.parquet",
+        "--partials",
+        "a.json",
+        "b.json",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(run.ok(), "cost,flagged\n66,\n");
+    assert!(
+        run.stderr().contains("1 small count(s) suppressed"),
+        "{}",
+        run.stderr()
+    );
+}
