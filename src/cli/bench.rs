@@ -41,6 +41,16 @@ enum What {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// Threshold decryption costs: partial decryption + proof, verification, combine; and a
+    /// 1,000-cell result end to end.
+    Threshold {
+        /// Key size: 2048, 3072 or 4096.
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+        /// Cells of the end-to-end result.
+        #[arg(long, default_value_t = 1000)]
+        cells: usize,
+    },
     /// Encryption throughput with 1 and 2 threads.
     Encrypt {
         /// Rows of synthetic admissions (2 encrypted columns each).
@@ -53,6 +63,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     match args.what {
         What::Sum { rows, repeat } => bench_sum(rows, repeat.max(1), global),
         What::Encrypt { rows } => bench_encrypt(rows, global),
+        What::Threshold { bits, cells } => bench_threshold(bits, cells.max(1), global),
     }
 }
 
@@ -240,6 +251,123 @@ fn bench_encrypt(rows: usize, global: &Global) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({"rows": rows, "rows_per_s_1": rates[0].1.round(), "rows_per_s_2": rates[1].1.round(), "speedup": (speedup * 100.0).round() / 100.0})
+    );
+    Ok(())
+}
+
+fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<()> {
+    use cipherlake::lake::schema::{META_AGGREGATE, ROWS_BYTES};
+    use cipherlake::lake::threshold::{combine_result, partial_decrypt_result, ResultFile};
+    use cipherlake::paillier::threshold::{combine, deal, partial_decrypt, verify_partial};
+
+    let parties: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    say(global, &format!("dealing a {bits}-bit 2-of-3 key…"));
+    let t = Instant::now();
+    let d = deal(bits, &parties, 2)?;
+    let deal_secs = t.elapsed().as_secs_f64();
+    let (pk, th) = (&d.public, &d.threshold);
+    let c = pk.encrypt_i128(123_456)?;
+
+    let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        let mut xs = Vec::new();
+        for _ in 0..9 {
+            let t = Instant::now();
+            f()?;
+            xs.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(median(xs))
+    };
+    let p1 = partial_decrypt(pk, th, &d.shares[0], &c, b"bench")?;
+    let p2 = partial_decrypt(pk, th, &d.shares[1], &c, b"bench")?;
+    let partial_ms = time(&mut || {
+        partial_decrypt(pk, th, &d.shares[0], &c, b"bench")?;
+        Ok(())
+    })?;
+    let verify_ms = time(&mut || {
+        anyhow::ensure!(
+            verify_partial(pk, th, 1, &c, &p1, b"bench"),
+            "proof does not verify"
+        );
+        Ok(())
+    })?;
+    let combine_ms = time(&mut || {
+        let m = combine(pk, th, &[(1, &p1.value), (2, &p2.value)])?;
+        anyhow::ensure!(pk.decode(m)? == 123_456, "wrong plaintext");
+        Ok(())
+    })?;
+
+    // A result file of `cells` aggregate cells (100 rows each), partially decrypted by two
+    // parties and combined, with all cores.
+    let width = pk.ciphertext_width();
+    let mut buf = vec![0u8; cells * (width + ROWS_BYTES)];
+    for (i, out) in buf.chunks_exact_mut(width + ROWS_BYTES).enumerate() {
+        pk.encrypt_i128(i as i128)?.write_le(&mut out[..width]);
+        out[width..].copy_from_slice(&100u64.to_le_bytes());
+    }
+    let col = EncryptedColumn {
+        key_id: pk.key_id().into(),
+        scale: 0,
+        plain_type: DataType::Int64,
+    };
+    let mut md = col.metadata();
+    md.insert(META_AGGREGATE.into(), "sum".into());
+    let field = Field::new(
+        "s",
+        DataType::FixedSizeBinary((width + ROWS_BYTES) as i32),
+        true,
+    )
+    .with_metadata(md);
+    let schema = Arc::new(Schema::new(vec![field]));
+    let array: ArrayRef = Arc::new(FixedSizeBinaryArray::try_new(
+        (width + ROWS_BYTES) as i32,
+        buf.into(),
+        None,
+    )?);
+    let mut file = Vec::new();
+    {
+        let mut w = ArrowWriter::try_new(&mut file, schema.clone(), None)?;
+        w.write(&RecordBatch::try_new(schema, vec![array])?)?;
+        w.close()?;
+    }
+    let result = ResultFile::read("bench", bytes::Bytes::from(file))?;
+    say(
+        global,
+        &format!("{cells}-cell result: two parties partially decrypt, then combine…"),
+    );
+    let t = Instant::now();
+    let pa = partial_decrypt_result(pk, th, &d.shares[0], &result, 11, None)?;
+    let pb = partial_decrypt_result(pk, th, &d.shares[2], &result, 11, None)?;
+    let partial_secs = t.elapsed().as_secs_f64() / 2.0;
+    let t = Instant::now();
+    let combined = combine_result(
+        pk,
+        th,
+        &result,
+        &[("a".into(), pa), ("c".into(), pb)],
+        11,
+        None,
+    )?;
+    let combine_secs = t.elapsed().as_secs_f64();
+    let first = combined.batches[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(cells - 1);
+    anyhow::ensure!(
+        first as usize == cells - 1,
+        "wrong plaintext in the end-to-end result"
+    );
+
+    println!("threshold 2-of-3, {bits}-bit key (dealt and self-tested in {deal_secs:.1} s); one core, median of 9:");
+    println!("  partial decryption + proof  {partial_ms:>8.2} ms/cell");
+    println!("  proof verification          {verify_ms:>8.2} ms/cell");
+    println!("  combine (2 parties)         {combine_ms:>8.3} ms/cell");
+    println!("{cells}-cell result, all cores:");
+    println!("  partial-decrypt, per party  {partial_secs:>8.2} s");
+    println!("  combine (verify 2 × {cells} proofs) {combine_secs:>6.2} s");
+    println!(
+        "{}",
+        json!({"bits": bits, "partial_ms": partial_ms, "verify_ms": verify_ms, "combine_ms": combine_ms,
+               "cells": cells, "partial_per_party_s": partial_secs, "combine_s": combine_secs})
     );
     Ok(())
 }
