@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod combine;
 mod decrypt;
+mod demo;
 mod encrypt;
 mod inspect;
 mod keygen;
@@ -32,6 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole flow on a local lake: hospitals, key ceremony, encryption, SQL, joint decryption.
+    Demo(demo::Args),
     /// Generate a Paillier key pair (public.json, private.json with mode 0600).
     Keygen(keygen::Args),
     /// Encrypt columns of a CSV/Parquet file or folder into Parquet for the lake.
@@ -79,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let global = Global { quiet: cli.quiet };
     match cli.command {
+        Command::Demo(args) => demo::run(args, &global),
         Command::Keygen(args) => keygen::run(args, &global),
         Command::Encrypt(args) => encrypt::run(args, &global),
         Command::Decrypt(args) => decrypt::run(args, &global),

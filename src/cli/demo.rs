@@ -1,0 +1,363 @@
+//! `cipherlake demo`: the whole collaborative flow on a local lake, in one command. Synthetic
+//! admissions for each hospital, the threshold key ceremony, each hospital encrypting its own
+//! extract into a hive-partitioned lake, every query of `queries/` run by the cloud with the
+//! public key only, two hospitals partially decrypting and combining, and each result checked
+//! against the same query computed by DataFusion on the plaintext.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use cipherlake::lake::threshold::{combine_result, partial_decrypt_result, ResultFile};
+use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec};
+use cipherlake::paillier::{keyfile, threshold};
+use cipherlake::sql::{self, KeyRing};
+use cipherlake::synth;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+
+use super::Global;
+
+/// The queries of `queries/`, built in so the demo runs from anywhere.
+const QUERIES: [(&str, &str); 4] = [
+    (
+        "totals_by_region",
+        include_str!("../../queries/totals_by_region.sql"),
+    ),
+    (
+        "yearly_trend",
+        include_str!("../../queries/yearly_trend.sql"),
+    ),
+    (
+        "cost_by_chapter",
+        include_str!("../../queries/cost_by_chapter.sql"),
+    ),
+    (
+        "elderly_diabetes",
+        include_str!("../../queries/elderly_diabetes.sql"),
+    ),
+];
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Admissions per hospital.
+    #[arg(long, default_value_t = 10_000)]
+    rows: usize,
+    /// Number of hospitals (data owners and key holders).
+    #[arg(long, default_value_t = 3)]
+    hospitals: usize,
+    /// How many hospitals must cooperate to decrypt.
+    #[arg(long, default_value_t = 2)]
+    threshold: usize,
+    /// Keep everything (keys, lake, results) in this folder; default: a temporary folder.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Key size in bits.
+    #[arg(long, default_value_t = 2048)]
+    bits: u32,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Minimum contributing rows per decrypted aggregate.
+    #[arg(long, default_value_t = 11)]
+    min_rows: u64,
+}
+
+struct Stages(Vec<(String, f64)>);
+
+impl Stages {
+    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let t = Instant::now();
+        let out = f()?;
+        self.0.push((name.to_owned(), t.elapsed().as_secs_f64()));
+        Ok(out)
+    }
+}
+
+pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (2..=26).contains(&args.hospitals),
+        "--hospitals must be between 2 and 26"
+    );
+    anyhow::ensure!(args.rows >= 1, "--rows must be at least 1");
+    let tmp;
+    let dir: &Path = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d
+        }
+        None => {
+            tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+            tmp.path()
+        }
+    };
+    let say = |s: String| {
+        if !global.quiet {
+            eprintln!("{s}");
+        }
+    };
+    let names: Vec<String> = (0..args.hospitals)
+        .map(|i| ((b'a' + i as u8) as char).to_string())
+        .collect();
+    let mut stages = Stages(Vec::new());
+    let total = Instant::now();
+
+    // 1. Each hospital's extract (plaintext, stays at the hospital).
+    stages.time("synthetic admissions", || {
+        for (i, h) in names.iter().enumerate() {
+            let p = dir.join(format!("plain/hospital={h}/admissions.csv"));
+            std::fs::create_dir_all(p.parent().unwrap_or(dir))?;
+            synth::write_admissions(&p, i, args.rows, args.seed)?;
+        }
+        Ok(())
+    })?;
+    say(format!(
+        "{} hospitals × {} admissions in {}",
+        names.len(),
+        args.rows,
+        dir.join("plain").display()
+    ));
+
+    // 2. The key ceremony: public.json for everyone, one share per hospital.
+    let keys = dir.join("keys");
+    let dealt = stages.time("key ceremony (dealer + self-test)", || {
+        let d = threshold::deal(args.bits, &names, args.threshold)?;
+        std::fs::create_dir_all(&keys)?;
+        keyfile::write_threshold_public(&d.public, &d.threshold, &keys.join("public.json"), true)?;
+        for s in &d.shares {
+            keyfile::write_share(s, &keys.join(format!("share-{}.json", s.party())), true)?;
+        }
+        Ok(d)
+    })?;
+    let (pk, th) = (&dealt.public, &dealt.threshold);
+    say(format!(
+        "key {} ({} bits), {} of {} hospitals needed to decrypt",
+        &pk.key_id()[..16],
+        pk.bits(),
+        th.needed,
+        names.len()
+    ));
+
+    // 3. Each hospital encrypts its extract into the shared lake.
+    stages.time("encrypt (each hospital)", || {
+        for h in &names {
+            let opts = EncryptOptions {
+                columns: EncryptSpec::parse_list("cost:2,length_of_stay,diabetic")?,
+                batch_size: 8192,
+                progress: None,
+                overwrite: true,
+            };
+            encrypt_path(
+                pk,
+                &dir.join(format!("plain/hospital={h}/admissions.csv")),
+                &dir.join(format!("lake/hospital={h}/admissions.parquet")),
+                &opts,
+            )?;
+        }
+        Ok(())
+    })?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut ring = KeyRing::new();
+    ring.add(pk.clone());
+    let lake = dir.join("lake");
+    let results = dir.join("results");
+    std::fs::create_dir_all(&results)?;
+
+    // 4. The cloud runs every query with the public key only.
+    let encrypted: Vec<(String, PathBuf)> = stages.time("queries (cloud, encrypted)", || {
+        runtime.block_on(async {
+            let ctx = sql::session(ring.clone(), None);
+            sql::register_table(&ctx, "admissions", lake.to_str().unwrap_or_default(), &ring)
+                .await?;
+            let mut out = Vec::new();
+            for (name, q) in QUERIES {
+                let batches = ctx.sql(q).await?.collect().await?;
+                let path = results.join(format!("{name}.parquet"));
+                write_parquet(&path, &batches)?;
+                out.push((name.to_owned(), path));
+            }
+            anyhow::Ok(out)
+        })
+    })?;
+
+    // 5. The first `threshold` hospitals check each result and partially decrypt it.
+    let deciders = &dealt.shares[..th.needed];
+    let mut partials = Vec::new();
+    stages.time("partial decryption (per hospital)", || {
+        for (name, path) in &encrypted {
+            let result = ResultFile::read(name, Bytes::from(std::fs::read(path)?))?;
+            let mut ps = Vec::new();
+            for share in deciders {
+                ps.push((
+                    share.party().to_owned(),
+                    partial_decrypt_result(pk, th, share, &result, args.min_rows, None)?,
+                ));
+            }
+            partials.push((result, ps));
+        }
+        Ok(())
+    })?;
+    let mut plain_results = Vec::new();
+    stages.time("combine (verify proofs, decrypt)", || {
+        for (result, ps) in &partials {
+            plain_results.push(combine_result(pk, th, result, ps, args.min_rows, None)?);
+        }
+        Ok(())
+    })?;
+
+    // 6. The same queries on the plaintext, for comparison.
+    let expected: Vec<Vec<RecordBatch>> =
+        stages.time("same queries on plaintext (check)", || {
+            runtime.block_on(async {
+                let ctx = SessionContext::new();
+                let schema = plaintext_schema();
+                let opts = CsvReadOptions::new()
+                    .schema(&schema)
+                    .table_partition_cols(vec![("hospital".into(), DataType::Utf8)]);
+                ctx.register_csv(
+                    "admissions",
+                    dir.join("plain").to_str().unwrap_or_default(),
+                    opts,
+                )
+                .await?;
+                let mut out = Vec::new();
+                for (_, q) in QUERIES {
+                    out.push(ctx.sql(&plaintext_sql(q)).await?.collect().await?);
+                }
+                anyhow::Ok(out)
+            })
+        })?;
+
+    let mut matches = 0;
+    for (((name, _), got), want) in encrypted.iter().zip(&plain_results).zip(&expected) {
+        let (ok, suppressed) = compare(&got.batches, want, args.min_rows)?;
+        if !global.quiet {
+            println!(
+                "\n== {name}: decrypted by hospitals {} ==",
+                got.parties.join(" + ")
+            );
+            println!("{}", pretty_format_batches(&got.batches)?);
+            println!("-- same query on the plaintext --");
+            println!("{}", pretty_format_batches(want)?);
+        }
+        let note = if suppressed > 0 {
+            format!(" ({suppressed} small count(s) suppressed)")
+        } else {
+            String::new()
+        };
+        println!("{name}: {}{note}", if ok { "match" } else { "MISMATCH" });
+        matches += usize::from(ok);
+    }
+    println!("\n{:<36} {:>9}", "stage", "seconds");
+    for (name, secs) in &stages.0 {
+        println!("{name:<36} {secs:>9.2}");
+    }
+    println!("{:<36} {:>9.2}", "total", total.elapsed().as_secs_f64());
+    if matches == QUERIES.len() {
+        println!("\nall {matches} results match");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} results do not match the plaintext",
+            QUERIES.len() - matches,
+            QUERIES.len()
+        )
+    }
+}
+
+fn write_parquet(path: &Path, batches: &[RecordBatch]) -> anyhow::Result<()> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .context("a query returned no batch")?;
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path)?, schema, None)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(())
+}
+
+fn plaintext_schema() -> Schema {
+    let header: Vec<&str> = synth::HEADER.split(',').collect();
+    let types = [
+        DataType::Utf8,
+        DataType::Int64,
+        DataType::Utf8,
+        DataType::Utf8,
+        DataType::Decimal128(38, 2),
+        DataType::Int64,
+        DataType::Boolean,
+    ];
+    Schema::new(
+        header
+            .iter()
+            .zip(types)
+            .map(|(n, t)| Field::new(*n, t, true))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The query with the encrypted aggregates replaced by their plaintext meaning.
+fn plaintext_sql(sql: &str) -> String {
+    let mut out = sql.replace("paillier_sum(", "sum(");
+    while let Some(start) = out.find("paillier_count(") {
+        let rest = &out[start + "paillier_count(".len()..];
+        let end = rest.find(')').unwrap_or(rest.len());
+        let arg = rest[..end].to_owned();
+        out.replace_range(
+            start..start + "paillier_count(".len() + end + 1,
+            &format!("sum(CAST({arg} AS BIGINT))"),
+        );
+    }
+    out
+}
+
+/// Cell-by-cell comparison; a decrypted NULL where the plaintext count is below `min_rows` is a
+/// suppressed small count, as the policy wants. Returns (all equal, suppressed cells).
+fn compare(
+    got: &[RecordBatch],
+    want: &[RecordBatch],
+    min_rows: u64,
+) -> anyhow::Result<(bool, usize)> {
+    let (g, w) = (cells(got)?, cells(want)?);
+    if g.len() != w.len() {
+        return Ok((false, 0));
+    }
+    let mut suppressed = 0;
+    for (a, b) in g.iter().flatten().zip(w.iter().flatten()) {
+        if a == b {
+            continue;
+        }
+        if a.is_empty() && b.parse::<u64>().is_ok_and(|v| v > 0 && v < min_rows) {
+            suppressed += 1;
+            continue;
+        }
+        return Ok((false, suppressed));
+    }
+    Ok((true, suppressed))
+}
+
+fn cells(batches: &[RecordBatch]) -> anyhow::Result<Vec<Vec<String>>> {
+    let opts = FormatOptions::default();
+    let mut rows = Vec::new();
+    for b in batches {
+        let f = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            rows.push(f.iter().map(|x| x.value(r).to_string()).collect());
+        }
+    }
+    Ok(rows)
+}
