@@ -314,7 +314,7 @@ fn create_external_table_and_file_urls() {
         "--table",
         &format!("g={glob}"),
         "-c",
-        "SELECT paillier_sum(cost) AS s FROM t UNION ALL SELECT paillier_sum(cost) FROM g",
+        "SELECT 't' AS src, paillier_sum(cost) AS s FROM t UNION ALL SELECT 'g', paillier_sum(cost) FROM g ORDER BY src",
         "--output",
         "u.parquet",
     ])
@@ -330,5 +330,5 @@ fn create_external_table_and_file_urls() {
             "csv",
         ])
         .ok();
-    assert_eq!(out, "s\n10\n12\n");
+    assert_eq!(out, "src,s\ng,12\nt,10\n");
 }
