@@ -197,7 +197,7 @@ fn bench_sum(rows: usize, repeat: usize, global: &Global) -> anyhow::Result<()> 
         println!(
             "{:<40} {:>12} {:>9.2}x",
             r["query"].as_str().unwrap_or(""),
-            r["rows_per_s"],
+            r["rows_per_s"].as_f64().unwrap_or(0.0),
             r["ratio_to_bare_loop"].as_f64().unwrap_or(0.0)
         );
     }
