@@ -106,19 +106,7 @@ fn folder_of_files_and_an_empty_file() {
     dir.write("in/hospital=a/part-0.csv", "id,cost\n1,10\n2,-20\n");
     dir.write("in/hospital=a/part-1.csv", "id,cost\n3,30\n");
     dir.write("in/hospital=b/part-0.csv", "id,cost\n");
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "k/public.json",
-        "--input",
-        "in",
-        "--encrypt",
-        "cost",
-        "--output",
-        "lake",
-        "-q",
-    ])
-    .ok();
+    dir.encrypt("k/public.json", "in", "cost", "lake").ok();
     for f in [
         "lake/hospital=a/part-0.parquet",
         "lake/hospital=a/part-1.parquet",
@@ -302,19 +290,8 @@ fn a_file_written_from_the_format_doc_alone_decrypts() {
 
 /// Runs a failing `encrypt` and checks the message and that no output (nor temporary file) is left.
 fn encrypt_fails(dir: &Dir, input: &str, cols: &str, needles: &[&str]) {
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "k/public.json",
-        "--input",
-        input,
-        "--encrypt",
-        cols,
-        "--output",
-        "out/x.parquet",
-        "-q",
-    ])
-    .fails_with(needles);
+    dir.encrypt("k/public.json", input, cols, "out/x.parquet")
+        .fails_with(needles);
     let left: Vec<_> = std::fs::read_dir(dir.path("out"))
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
@@ -429,19 +406,8 @@ fn decrypt_refuses_another_key_naming_both() {
     let dir = with_key();
     dir.run(&["keygen", "--out", "other", "--quiet"]).ok();
     dir.write("in.csv", "id,cost\n1,10\n");
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "k/public.json",
-        "--input",
-        "in.csv",
-        "--encrypt",
-        "cost",
-        "--output",
-        "e.parquet",
-        "-q",
-    ])
-    .ok();
+    dir.encrypt("k/public.json", "in.csv", "cost", "e.parquet")
+        .ok();
     let kid = |p: &str| {
         serde_json::from_str::<serde_json::Value>(&dir.read(p)).unwrap()["key_id"]
             .as_str()

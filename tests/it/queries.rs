@@ -140,19 +140,7 @@ fn table_output_tags_ciphertexts_and_never_needs_a_private_key() {
     let dir = Dir::new();
     dir.run(&["keygen", "--out", "keys", "--quiet"]).ok();
     dir.write("in/hospital=a/x.csv", "region,cost\nnorth,10.5\nsouth,2\n");
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "keys/public.json",
-        "--input",
-        "in",
-        "--encrypt",
-        "cost:2",
-        "--output",
-        "lake",
-        "-q",
-    ])
-    .ok();
+    dir.encrypt("keys/public.json", "in", "cost:2", "lake").ok();
     let out = dir
         .run(&[
             "query",
@@ -214,31 +202,19 @@ fn mixed_keys_in_one_column_are_refused_at_registration_naming_the_files() {
     dir.run(&["keygen", "--out", "k1", "--quiet"]).ok();
     dir.run(&["keygen", "--out", "k2", "--quiet"]).ok();
     dir.write("a.csv", "cost\n1\n");
-    dir.run(&[
-        "encrypt",
-        "--key",
+    dir.encrypt(
         "k1/public.json",
-        "--input",
         "a.csv",
-        "--encrypt",
         "cost",
-        "--output",
         "lake/hospital=a/a.parquet",
-        "-q",
-    ])
+    )
     .ok();
-    dir.run(&[
-        "encrypt",
-        "--key",
+    dir.encrypt(
         "k2/public.json",
-        "--input",
         "a.csv",
-        "--encrypt",
         "cost",
-        "--output",
         "lake/hospital=b/a.parquet",
-        "-q",
-    ])
+    )
     .ok();
     dir.run(&[
         "query",
@@ -263,19 +239,7 @@ fn create_external_table_and_file_urls() {
     dir.run(&["keygen", "--out", "k", "--quiet"]).ok();
     dir.write("in/hospital=a/x.csv", "cost\n5\n7\n");
     dir.write("in/hospital=b/x.csv", "cost\n-2\n");
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "k/public.json",
-        "--input",
-        "in",
-        "--encrypt",
-        "cost",
-        "--output",
-        "lake",
-        "-q",
-    ])
-    .ok();
+    dir.encrypt("k/public.json", "in", "cost", "lake").ok();
     let url = format!("file://{}/", dir.path("lake").display());
     let sql = format!(
         "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{url}'; \

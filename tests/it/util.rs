@@ -35,6 +35,22 @@ impl Dir {
         std::fs::read_to_string(self.path(rel)).unwrap()
     }
 
+    /// Runs `cipherlake encrypt --key KEY --input INPUT --encrypt COLUMNS --output OUTPUT -q`.
+    pub fn encrypt(&self, key: &str, input: &str, columns: &str, output: &str) -> Run {
+        self.run(&[
+            "encrypt",
+            "--key",
+            key,
+            "--input",
+            input,
+            "--encrypt",
+            columns,
+            "--output",
+            output,
+            "-q",
+        ])
+    }
+
     /// Runs `cipherlake ARGS` in this folder.
     pub fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_cipherlake"))
