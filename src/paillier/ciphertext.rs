@@ -60,7 +60,8 @@ impl Ciphertext {
 /// a multiple of 8 the bytes go in as whole 64-bit limbs, which GMP copies straight in.
 pub fn read_le_into(x: &mut Integer, bytes: &[u8]) {
     if bytes.len() % 8 == 0 {
-        let mut words = [0u64; 64];
+        // 128 words: a 4096-bit key's ciphertexts (1024 bytes).
+        let mut words = [0u64; 128];
         if bytes.len() <= 8 * words.len() {
             let k = bytes.len() / 8;
             for (w, chunk) in words[..k].iter_mut().zip(bytes.chunks_exact(8)) {
