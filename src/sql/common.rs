@@ -63,6 +63,11 @@ impl CipherInput {
         let name = field.name();
         let column = match EncryptedColumn::from_field(field) {
             Ok(Some(c)) => c,
+            Ok(None) if is_binary(field.data_type()) => {
+                return plan_err!(
+                    "{function}({name}): `{name}` has no cipherlake metadata: it is not an encrypted column, or it merges encrypted columns under different keys or scales (as a UNION of such tables does)"
+                )
+            }
             Ok(None) => {
                 return plan_err!(
                     "{function}({name}): `{name}` is not an encrypted column (it has no cipherlake metadata); use the ordinary SQL aggregate for plaintext columns"
@@ -119,6 +124,16 @@ impl CipherInput {
 fn modulus_of(key: &CipherKey) -> String {
     // n = sqrt(n²): exact, and only computed when planning.
     b64_encode(&Integer::from(key.n2.sqrt_ref()))
+}
+
+fn is_binary(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::FixedSizeBinary(_)
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+    )
 }
 
 /// The metadata keys an aggregate result keeps from its input.

@@ -2,6 +2,7 @@
 //! `paillier_count`), a session configured to keep Parquet field metadata, and the registration
 //! of encrypted tables.
 
+pub mod check;
 pub mod common;
 pub mod count;
 pub mod display;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use datafusion::common::Result;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::AggregateUDF;
+use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use table::{encrypted_table, EncryptedTableFactory, KeyRing};
@@ -34,12 +36,22 @@ pub fn config(target_partitions: Option<usize>) -> SessionConfig {
     cfg
 }
 
+/// DataFusion's analyzer rules with the encrypted-column check first: type coercion would
+/// otherwise project every UNION input onto one merged field, hiding the disagreement.
+fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
+        vec![Arc::new(check::EncryptedColumnCheck)];
+    rules.extend(Analyzer::new().rules);
+    rules
+}
+
 /// A session ready for encrypted queries: functions registered, `CREATE EXTERNAL TABLE … STORED
 /// AS PARQUET` going through the key checks, public keys from `keys`.
 pub fn session(keys: KeyRing, target_partitions: Option<usize>) -> SessionContext {
     let state = SessionStateBuilder::new()
         .with_config(config(target_partitions))
         .with_default_features()
+        .with_analyzer_rules(analyzer_rules())
         .with_table_factory("PARQUET".into(), Arc::new(EncryptedTableFactory::new(keys)))
         .build();
     let ctx = SessionContext::new_with_state(state);

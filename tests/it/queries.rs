@@ -296,3 +296,67 @@ fn create_external_table_and_file_urls() {
         .ok();
     assert_eq!(out, "src,s\ng,12\nt,10\n");
 }
+
+#[test]
+fn a_union_of_columns_under_different_keys_is_refused() {
+    let dir = Dir::new();
+    dir.run(&["keygen", "--out", "k1", "--quiet"]).ok();
+    dir.run(&["keygen", "--out", "k2", "--quiet"]).ok();
+    dir.write("a.csv", "c\n5\n7\n");
+    dir.encrypt("k1/public.json", "a.csv", "c", "t1.parquet")
+        .ok();
+    dir.encrypt("k2/public.json", "a.csv", "c", "t2.parquet")
+        .ok();
+    dir.encrypt("k1/public.json", "a.csv", "c:2", "t3.parquet")
+        .ok();
+    let kid = |p: &str| {
+        serde_json::from_str::<serde_json::Value>(&dir.read(p)).unwrap()["key_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let query = |sql: &str| {
+        dir.run(&[
+            "query",
+            "--key",
+            "k1/public.json",
+            "--key",
+            "k2/public.json",
+            "--table",
+            "t1=t1.parquet",
+            "--table",
+            "t2=t2.parquet",
+            "--table",
+            "t3=t3.parquet",
+            "-c",
+            sql,
+            "--format",
+            "parquet",
+            "--output",
+            "r.parquet",
+        ])
+    };
+    query("SELECT c FROM t1 UNION ALL SELECT c FROM t2").fails_with(&[
+        "UNION column `c`",
+        &kid("k1/public.json"),
+        &kid("k2/public.json"),
+    ]);
+    query("SELECT paillier_sum(c) FROM (SELECT c FROM t1 UNION ALL SELECT c FROM t2)")
+        .fails_with(&["`c` has no cipherlake metadata", "different keys or scales"]);
+    query("SELECT c FROM t1 UNION ALL SELECT c FROM t3").fails_with(&["scale 0", "scale 2"]);
+    assert!(!dir.path("r.parquet").exists());
+    // The same key and scale on both sides is fine.
+    query("SELECT paillier_sum(c) AS s FROM (SELECT c FROM t1 UNION ALL SELECT c FROM t1)").ok();
+    let out = dir
+        .run(&[
+            "decrypt",
+            "--key",
+            "k1/private.json",
+            "--input",
+            "r.parquet",
+            "--format",
+            "csv",
+        ])
+        .ok();
+    assert_eq!(out, "s\n24\n");
+}
