@@ -625,6 +625,27 @@ mod tests {
     }
 
     #[test]
+    fn binary_and_binary_view_inputs_sum_like_fixed_size_binary() {
+        use datafusion::arrow::array::{BinaryArray, BinaryViewArray};
+        let values = [Some(4), None, Some(-1)];
+        let fixed = encrypted(&values);
+        let fsb = fixed.as_fixed_size_binary();
+        let items: Vec<Option<&[u8]>> = (0..fsb.len())
+            .map(|i| fsb.is_valid(i).then(|| fsb.value(i)))
+            .collect();
+        let binary: ArrayRef = Arc::new(BinaryArray::from(items.clone()));
+        let view: ArrayRef = Arc::new(BinaryViewArray::from(items));
+        for array in [fixed, binary, view] {
+            let mut acc = CipherSumAccumulator::new(input());
+            acc.update_batch(&[array]).unwrap();
+            assert_eq!(
+                open(&scalar_to_array(acc.evaluate().unwrap())),
+                vec![Some((3, 2))]
+            );
+        }
+    }
+
+    #[test]
     fn invalid_ciphertext_bytes_are_rejected() {
         let w = key().public_key().ciphertext_width();
         let zeros: ArrayRef = Arc::new(
