@@ -3,6 +3,8 @@
 //! determined by a seed. Not randomness for cryptography: that comes from the OS only.
 
 use std::io::Write;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use std::path::Path;
 
 use rand::rngs::StdRng;
@@ -12,6 +14,43 @@ use crate::error::{Error, Result};
 
 /// The CSV header of a synthetic admissions file.
 pub const HEADER: &str = "region,year,age_band,diagnosis,cost,length_of_stay,diabetic";
+
+/// The Arrow schema of the plaintext CSV (cost as a scale-2 decimal, as it is encrypted).
+pub fn schema() -> Schema {
+    let types = [
+        DataType::Utf8,
+        DataType::Int64,
+        DataType::Utf8,
+        DataType::Utf8,
+        DataType::Decimal128(38, 2),
+        DataType::Int64,
+        DataType::Boolean,
+    ];
+    Schema::new(
+        HEADER
+            .split(',')
+            .zip(types)
+            .map(|(n, t)| Field::new(n, t, true))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A query over encrypted admissions rewritten for the plaintext table, for comparisons:
+/// `paillier_sum(x)` → `sum(x)`, `paillier_count(f)` → `sum(CAST(f AS BIGINT))`.
+pub fn plaintext_sql(sql: &str) -> String {
+    const COUNT: &str = "paillier_count(";
+    let mut out = sql.replace("paillier_sum(", "sum(");
+    while let Some(start) = out.find(COUNT) {
+        let rest = &out[start + COUNT.len()..];
+        let end = rest.find(')').unwrap_or(rest.len());
+        let arg = rest[..end].to_owned();
+        out.replace_range(
+            start..start + COUNT.len() + end + 1,
+            &format!("sum(CAST({arg} AS BIGINT))"),
+        );
+    }
+    out
+}
 
 /// Age bands and their weights.
 const AGE_BANDS: [(&str, f64); 5] = [
@@ -118,6 +157,15 @@ pub fn write_admissions(path: &Path, hospital_index: usize, rows: usize, seed: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_sql_rewrites_both_functions() {
+        assert_eq!(
+            plaintext_sql("SELECT paillier_sum(a.cost), paillier_count(a.diabetic) FROM t"),
+            "SELECT sum(a.cost), sum(CAST(a.diabetic AS BIGINT)) FROM t"
+        );
+        assert_eq!(schema().fields().len(), HEADER.split(',').count());
+    }
 
     #[test]
     fn deterministic_and_shaped() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use cipherlake::lake::output::{BatchWriter, Format};
+use cipherlake::lake::output::BatchWriter;
 use cipherlake::lake::threshold::{combine_result, PartialFile, ResultFile};
 use cipherlake::paillier::keyfile;
 
@@ -62,11 +62,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     );
     pb.finish_and_clear();
     let combined = combined?;
-    let out_path = (args.output != "-").then(|| PathBuf::from(&args.output));
-    let format = match &args.format {
-        Some(f) => f.parse::<Format>()?,
-        None => Format::for_output(out_path.as_deref()),
-    };
+    let (out_path, format) = super::output_target(&args.output, args.format.as_deref())?;
     let schema = combined
         .batches
         .first()

@@ -38,11 +38,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
     let sk = keyfile::load_private(&args.key)?;
-    let out_path = (args.output != "-").then(|| PathBuf::from(&args.output));
-    let format = match &args.format {
-        Some(f) => f.parse::<Format>()?,
-        None => Format::for_output(out_path.as_deref()),
-    };
+    let (out_path, format) = super::output_target(&args.output, args.format.as_deref())?;
     let mut job = Job {
         sk: &sk,
         format,

@@ -15,7 +15,7 @@ use cipherlake::paillier::{keyfile, threshold};
 use cipherlake::sql::{self, KeyRing};
 use cipherlake::synth;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -218,7 +218,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         stages.time("same queries on plaintext (check)", || {
             runtime.block_on(async {
                 let ctx = SessionContext::new();
-                let schema = plaintext_schema();
+                let schema = synth::schema();
                 let opts = CsvReadOptions::new()
                     .schema(&schema)
                     .table_partition_cols(vec![("hospital".into(), DataType::Utf8)]);
@@ -230,7 +230,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                 .await?;
                 let mut out = Vec::new();
                 for (_, q) in QUERIES {
-                    out.push(ctx.sql(&plaintext_sql(q)).await?.collect().await?);
+                    out.push(ctx.sql(&synth::plaintext_sql(q)).await?.collect().await?);
                 }
                 anyhow::Ok(out)
             })
@@ -284,41 +284,6 @@ fn write_parquet(path: &Path, batches: &[RecordBatch]) -> anyhow::Result<()> {
     }
     w.close()?;
     Ok(())
-}
-
-fn plaintext_schema() -> Schema {
-    let header: Vec<&str> = synth::HEADER.split(',').collect();
-    let types = [
-        DataType::Utf8,
-        DataType::Int64,
-        DataType::Utf8,
-        DataType::Utf8,
-        DataType::Decimal128(38, 2),
-        DataType::Int64,
-        DataType::Boolean,
-    ];
-    Schema::new(
-        header
-            .iter()
-            .zip(types)
-            .map(|(n, t)| Field::new(*n, t, true))
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// The query with the encrypted aggregates replaced by their plaintext meaning.
-fn plaintext_sql(sql: &str) -> String {
-    let mut out = sql.replace("paillier_sum(", "sum(");
-    while let Some(start) = out.find("paillier_count(") {
-        let rest = &out[start + "paillier_count(".len()..];
-        let end = rest.find(')').unwrap_or(rest.len());
-        let arg = rest[..end].to_owned();
-        out.replace_range(
-            start..start + "paillier_count(".len() + end + 1,
-            &format!("sum(CAST({arg} AS BIGINT))"),
-        );
-    }
-    out
 }
 
 /// Cell-by-cell comparison; a decrypted NULL where the plaintext count is below `min_rows` is a

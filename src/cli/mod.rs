@@ -94,6 +94,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where a verb's table goes: `-` is standard output; the format is the one given, else the
+/// output's extension, else a table on standard output.
+pub(crate) fn output_target(
+    output: &str,
+    format: Option<&str>,
+) -> anyhow::Result<(Option<std::path::PathBuf>, cipherlake::lake::output::Format)> {
+    use cipherlake::lake::output::Format;
+    let path = (output != "-").then(|| std::path::PathBuf::from(output));
+    let format = match format {
+        Some(f) => f.parse::<Format>()?,
+        None => Format::for_output(path.as_deref()),
+    };
+    Ok((path, format))
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()

@@ -59,11 +59,7 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give SQL with -c or -f"),
     };
-    let out_path = (args.output != "-").then(|| PathBuf::from(&args.output));
-    let format = match &args.format {
-        Some(f) => f.parse::<Format>()?,
-        None => Format::for_output(out_path.as_deref()),
-    };
+    let (out_path, format) = super::output_target(&args.output, args.format.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -12,9 +12,8 @@ use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use rug::integer::Order;
 use rug::Integer;
 
-use crate::lake::schema::{EncryptedColumn, META_KEY_ID, META_PLAIN_TYPE, META_SCALE};
+use crate::lake::schema::EncryptedColumn;
 pub use crate::lake::schema::{META_AGGREGATE, ROWS_BYTES};
-use crate::paillier::keyfile::b64_encode;
 
 /// Field metadata key: the public modulus n (base64url, big-endian), added to encrypted columns
 /// when a table is registered with the matching public key. It travels with the plan, so
@@ -25,6 +24,8 @@ pub const META_MODULUS: &str = "cipherlake.modulus";
 #[derive(Clone, Debug)]
 pub struct CipherKey {
     n2: Integer,
+    /// n as it came in the metadata (base64url), passed on to result fields.
+    modulus: String,
     /// Ciphertext bytes W.
     pub width: usize,
 }
@@ -39,6 +40,7 @@ impl CipherKey {
         let width = (2 * bits.div_ceil(8) as usize).div_ceil(8) * 8;
         Ok(CipherKey {
             n2: Integer::from(n.square_ref()),
+            modulus: s.to_owned(),
             width,
         })
     }
@@ -108,7 +110,7 @@ impl CipherInput {
             ..self.column.clone()
         };
         let mut md = out.metadata();
-        md.insert(META_MODULUS.into(), modulus_of(&self.key));
+        md.insert(META_MODULUS.into(), self.key.modulus.clone());
         md.insert(META_AGGREGATE.into(), aggregate.into());
         Arc::new(
             Field::new(
@@ -121,11 +123,6 @@ impl CipherInput {
     }
 }
 
-fn modulus_of(key: &CipherKey) -> String {
-    // n = sqrt(n²): exact, and only computed when planning.
-    b64_encode(&Integer::from(key.n2.sqrt_ref()))
-}
-
 fn is_binary(t: &DataType) -> bool {
     matches!(
         t,
@@ -134,18 +131,6 @@ fn is_binary(t: &DataType) -> bool {
             | DataType::LargeBinary
             | DataType::BinaryView
     )
-}
-
-/// The metadata keys an aggregate result keeps from its input.
-pub fn is_cipher_metadata(key: &str) -> bool {
-    [
-        META_KEY_ID,
-        META_SCALE,
-        META_PLAIN_TYPE,
-        META_MODULUS,
-        META_AGGREGATE,
-    ]
-    .contains(&key)
 }
 
 /// Plain type of a sum: integers widen to Int64, decimals to Decimal128(38, s), booleans count.
@@ -450,6 +435,7 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
 mod tests {
     use super::*;
     use crate::lake::encrypt::encrypt_values;
+    use crate::paillier::keyfile::b64_encode;
     use crate::paillier::{hazmat, PrivateKey};
     use std::sync::OnceLock;
 

@@ -3,40 +3,16 @@
 //! result equals the same query computed by DataFusion on the plaintext.
 
 use cipherlake::synth;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 
 use crate::util::Dir;
 
 const HOSPITALS: [&str; 3] = ["a", "b", "c"];
 
-fn plaintext_schema() -> Schema {
-    Schema::new(vec![
-        Field::new("region", DataType::Utf8, true),
-        Field::new("year", DataType::Int64, true),
-        Field::new("age_band", DataType::Utf8, true),
-        Field::new("diagnosis", DataType::Utf8, true),
-        Field::new("cost", DataType::Decimal128(38, 2), true),
-        Field::new("length_of_stay", DataType::Int64, true),
-        Field::new("diabetic", DataType::Boolean, true),
-    ])
-}
-
-/// The query with the encrypted aggregates replaced by their plaintext meaning.
-fn plaintext_sql(sql: &str) -> String {
-    let mut s = sql.replace("paillier_sum(", "sum(");
-    for col in ["diabetic", "a.diabetic"] {
-        s = s.replace(
-            &format!("paillier_count({col})"),
-            &format!("sum(CAST({col} AS BIGINT))"),
-        );
-    }
-    s
-}
-
 async fn plaintext_csv(dir: &Dir, sql: &str) -> String {
     let ctx = SessionContext::new();
-    let schema = plaintext_schema();
+    let schema = synth::schema();
     let opts = CsvReadOptions::new()
         .schema(&schema)
         .file_extension(".csv")
@@ -45,7 +21,7 @@ async fn plaintext_csv(dir: &Dir, sql: &str) -> String {
         .await
         .unwrap();
     let batches = ctx
-        .sql(&plaintext_sql(sql))
+        .sql(&synth::plaintext_sql(sql))
         .await
         .unwrap()
         .collect()
