@@ -142,9 +142,11 @@ pub fn sum_plain_type(t: &DataType) -> DataType {
 }
 
 /// Calls `f(row, ciphertext bytes, contributing rows)` for every non-NULL value that passes the
-/// filter, whichever binary type carries the values. Checks each value's width.
+/// filter, whichever binary type carries the values. `aggregate`: the values are aggregate values
+/// (states, or the input's own kind). Checks each value's width.
 fn for_each_value(
     input: &CipherInput,
+    aggregate: bool,
     array: &ArrayRef,
     filter: Option<&BooleanArray>,
     mut f: impl FnMut(usize, &[u8], u64) -> Result<()>,
@@ -154,7 +156,7 @@ fn for_each_value(
         if filter.is_some_and(|fl| !fl.is_valid(i) || !fl.value(i)) {
             return Ok(());
         }
-        if input.is_aggregate {
+        if aggregate {
             if v.len() != w + ROWS_BYTES {
                 return exec_err!(
                     "column `{}`: aggregate value of {} bytes, expected {}",
@@ -243,10 +245,16 @@ impl CipherSumAccumulator {
         }
     }
 
-    fn add(&mut self, array: &ArrayRef, input: &CipherInput) -> Result<()> {
-        let (acc, rows, tmp) = (&mut self.acc, &mut self.rows, &mut self.tmp);
+    /// Multiplies in the values of `array` (aggregate values when `aggregate`).
+    fn add(&mut self, array: &ArrayRef, aggregate: bool) -> Result<()> {
+        let Self {
+            input,
+            acc,
+            rows,
+            tmp,
+        } = self;
         let key = &input.key;
-        for_each_value(input, array, None, |_, bytes, k| {
+        for_each_value(input, aggregate, array, None, |_, bytes, k| {
             load(tmp, bytes, key, &input.name)?;
             *acc *= &*tmp;
             *acc %= &key.n2;
@@ -264,24 +272,16 @@ impl CipherSumAccumulator {
         write_value(&mut out, &self.acc, self.rows, w);
         ScalarValue::FixedSizeBinary((w + ROWS_BYTES) as i32, Some(out))
     }
-
-    fn state_input(&self) -> CipherInput {
-        CipherInput {
-            is_aggregate: true,
-            ..self.input.clone()
-        }
-    }
 }
 
 impl Accumulator for CipherSumAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let input = self.input.clone();
-        self.add(&values[0], &input)
+        let aggregate = self.input.is_aggregate;
+        self.add(&values[0], aggregate)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let input = self.state_input();
-        self.add(&states[0], &input)
+        self.add(&states[0], true)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -320,7 +320,7 @@ impl CipherSumGroupsAccumulator {
     fn add(
         &mut self,
         array: &ArrayRef,
-        input: &CipherInput,
+        aggregate: bool,
         groups: &[usize],
         filter: Option<&BooleanArray>,
         total: usize,
@@ -329,9 +329,14 @@ impl CipherSumGroupsAccumulator {
             self.accs.resize(total, Integer::from(1));
             self.rows.resize(total, 0);
         }
-        let (accs, rows, tmp) = (&mut self.accs, &mut self.rows, &mut self.tmp);
+        let Self {
+            input,
+            accs,
+            rows,
+            tmp,
+        } = self;
         let key = &input.key;
-        for_each_value(input, array, filter, |i, bytes, k| {
+        for_each_value(input, aggregate, array, filter, |i, bytes, k| {
             load(tmp, bytes, key, &input.name)?;
             let g = groups[i];
             accs[g] *= &*tmp;
@@ -374,10 +379,10 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let input = self.input.clone();
+        let aggregate = self.input.is_aggregate;
         self.add(
             &values[0],
-            &input,
+            aggregate,
             group_indices,
             opt_filter,
             total_num_groups,
@@ -390,11 +395,7 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        let input = CipherInput {
-            is_aggregate: true,
-            ..self.input.clone()
-        };
-        self.add(&values[0], &input, group_indices, None, total_num_groups)
+        self.add(&values[0], true, group_indices, None, total_num_groups)
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
@@ -417,12 +418,18 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         let mut rows = vec![0u64; n];
         let mut tmp = Integer::new();
         let key = &self.input.key;
-        for_each_value(&self.input, &values[0], opt_filter, |i, bytes, k| {
-            load(&mut tmp, bytes, key, &self.input.name)?;
-            accs[i].clone_from(&tmp);
-            rows[i] = k;
-            Ok(())
-        })?;
+        for_each_value(
+            &self.input,
+            self.input.is_aggregate,
+            &values[0],
+            opt_filter,
+            |i, bytes, k| {
+                load(&mut tmp, bytes, key, &self.input.name)?;
+                accs[i].clone_from(&tmp);
+                rows[i] = k;
+                Ok(())
+            },
+        )?;
         Ok(vec![values_array(&accs, &rows, key.width)])
     }
 
