@@ -165,7 +165,7 @@ fn bench_sum(rows: usize, repeat: usize, global: &Global) -> anyhow::Result<()> 
                 let ctx = sql::session(keys.clone(), Some(partitions));
                 sql::register_table(&ctx, "t", path.to_str().unwrap_or_default(), &keys).await?;
                 let t = Instant::now();
-                let batches = ctx.sql(sql_text).await?.collect().await?;
+                let batches = sql::plan(&ctx, sql_text).await?.collect().await?;
                 let rate = rows as f64 / t.elapsed().as_secs_f64();
                 anyhow::Ok((rate, batches))
             })?;

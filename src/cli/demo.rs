@@ -179,7 +179,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                 .await?;
             let mut out = Vec::new();
             for (name, q) in QUERIES {
-                let batches = ctx.sql(q).await?.collect().await?;
+                let batches = sql::plan(&ctx, q).await?.collect().await?;
                 let path = results.join(format!("{name}.parquet"));
                 write_parquet(&path, &batches)?;
                 out.push((name.to_owned(), path));

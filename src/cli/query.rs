@@ -78,8 +78,7 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         anyhow::ensure!(!statements.is_empty(), "no SQL statement given");
         let last = statements.len() - 1;
         for (i, statement) in statements.into_iter().enumerate() {
-            let plan = ctx.state().statement_to_plan(statement).await?;
-            let df = ctx.execute_logical_plan(plan).await?;
+            let df = sql::plan_statement(&ctx, statement).await?;
             if i < last {
                 df.collect().await?;
                 continue;

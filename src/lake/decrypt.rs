@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use rug::Integer;
 
 use super::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
-use super::values::to_plain_array;
+use super::values::{average_array, to_plain_array};
 use crate::error::{Error, Result};
 use crate::paillier::PrivateKey;
 
@@ -64,9 +64,14 @@ pub fn decrypt_batch(
                 let name = field.name();
                 let what =
                     |i: usize| format!("{source}: row {}, column `{name}`", first_row + i as u64);
-                let aggregate = field.metadata().contains_key(META_AGGREGATE);
-                let values = decrypt_column(sk, array, aggregate, &what)?;
-                columns.push(to_plain_array(values, &col.plain_type, &what)?);
+                let kind = field.metadata().get(META_AGGREGATE);
+                let values = decrypt_column(sk, array, kind.is_some(), &what)?;
+                columns.push(if kind.is_some_and(|k| k == "avg" || k == "share") {
+                    let rows = aggregate_rows(array).unwrap_or_default();
+                    average_array(values, &rows, col.scale, &col.plain_type, &what)?
+                } else {
+                    to_plain_array(values, &col.plain_type, &what)?
+                });
             }
         }
     }
@@ -82,6 +87,20 @@ pub fn binary_values(array: &ArrayRef) -> Option<Vec<Option<&[u8]>>> {
         DataType::BinaryView => array.as_binary_view().iter().collect(),
         _ => return None,
     })
+}
+
+/// The row counts that trail the values of an aggregate column (None for NULL or malformed).
+pub fn aggregate_rows(array: &ArrayRef) -> Option<Vec<Option<u64>>> {
+    Some(
+        binary_values(array)?
+            .into_iter()
+            .map(|v| {
+                let v = v?;
+                let tail = v.get(v.len().checked_sub(ROWS_BYTES)?..)?;
+                Some(u64::from_le_bytes(tail.try_into().ok()?))
+            })
+            .collect(),
+    )
 }
 
 fn decrypt_column(

@@ -15,7 +15,8 @@ pub const META_SCALE: &str = "cipherlake.scale";
 /// Field metadata key: Arrow type of the column before encryption, e.g. `Decimal128(12, 2)`.
 pub const META_PLAIN_TYPE: &str = "cipherlake.plain_type";
 
-/// Field metadata key on aggregate results: the function that produced them (`sum`, `count`).
+/// Field metadata key on aggregate results: what they are (`sum`, `count`, `avg`, or `share` for
+/// the average of a boolean; `avg` and `share` decrypt to the sum divided by the row count).
 /// Its presence means each value is `W` ciphertext bytes followed by an 8-byte little-endian
 /// count of the rows that contributed.
 pub const META_AGGREGATE: &str = "cipherlake.aggregate";
@@ -30,7 +31,7 @@ pub const MAX_SCALE: u32 = 38;
 pub struct EncryptedColumn {
     /// Key id of the public key the column is encrypted under.
     pub key_id: String,
-    /// Decimal scale of the encoded values.
+    /// Decimal scale of the encoded values (for an average: of the encrypted sum).
     pub scale: u32,
     /// The column's type before encryption (and after decryption).
     pub plain_type: DataType,
@@ -71,7 +72,13 @@ impl EncryptedColumn {
             .ok_or_else(|| bad(&format!("{META_PLAIN_TYPE} is missing")))?;
         let plain_type = DataType::from_str(plain)
             .map_err(|_| bad(&format!("{META_PLAIN_TYPE} `{plain}` is not an Arrow type")))?;
-        if !is_supported_plain_type(&plain_type) {
+        // An average decrypts to Float64 (sum ÷ rows) even though the sum was an integer.
+        let average = md
+            .get(META_AGGREGATE)
+            .is_some_and(|a| a == "avg" || a == "share");
+        let supported =
+            is_supported_plain_type(&plain_type) || (average && plain_type == DataType::Float64);
+        if !supported {
             return Err(bad(&format!(
                 "{META_PLAIN_TYPE} `{plain}` is not supported"
             )));

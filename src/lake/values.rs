@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
 };
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{
@@ -412,6 +412,53 @@ pub fn to_plain_array(
     }
 }
 
+/// Decrypted sums and their row counts → averages: Float64, or Decimal128(p, s′) with the sum at
+/// `scale` rounded half away from zero to s′ ≥ `scale` places.
+pub fn average_array(
+    sums: Vec<Option<Integer>>,
+    rows: &[Option<u64>],
+    scale: u32,
+    plain_type: &DataType,
+    what: &dyn Fn(usize) -> String,
+) -> Result<ArrayRef> {
+    let err = |i: usize, why: &str| Error::Data(format!("{}: {why}", what(i)));
+    let pairs =
+        sums.into_iter()
+            .enumerate()
+            .map(|(i, v)| match (v, rows.get(i).copied().flatten()) {
+                (None, _) => Ok(None),
+                (Some(_), None | Some(0)) => Err(err(i, "an average without a row count")),
+                (Some(v), Some(r)) => Ok(Some((v, r))),
+            });
+    match plain_type {
+        DataType::Float64 => {
+            let div = 10f64.powi(scale as i32);
+            let out: Result<Float64Array> = pairs
+                .map(|p| p.map(|p| p.map(|(v, r)| v.to_f64() / div / r as f64)))
+                .collect();
+            Ok(Arc::new(out?))
+        }
+        DataType::Decimal128(p, s) if *s as u32 >= scale => {
+            let factor = Integer::from(Integer::u_pow_u(10, *s as u32 - scale));
+            let limit = 10u128.pow(*p as u32);
+            let out: Result<Decimal128Array> = pairs
+                .enumerate()
+                .map(|(i, p)| {
+                    p?.map(|(v, r)| {
+                        let (q, _) = (v * &factor).div_rem_round(Integer::from(r));
+                        q.to_i128()
+                            .filter(|q| q.unsigned_abs() < limit)
+                            .ok_or_else(|| err(i, &format!("average does not fit {plain_type}")))
+                    })
+                    .transpose()
+                })
+                .collect();
+            Ok(Arc::new(out?.with_precision_and_scale(*p, *s)?))
+        }
+        t => Err(err(0, &format!("unsupported type {t} for an average"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +505,37 @@ mod tests {
             ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, Some(1), "f").unwrap();
         let e = plan.encode(&a, 1, "f").unwrap_err().to_string();
         assert!(e.contains("row 3") && e.contains("`x`"), "{e}");
+    }
+
+    #[test]
+    fn averages_round_half_away_from_zero() {
+        let what = |i: usize| format!("row {i}");
+        let sums = vec![
+            Some(Integer::from(1000)),
+            None,
+            Some(Integer::from(-5)),
+            Some(Integer::from(7)),
+        ];
+        let rows = [Some(3), None, Some(2), Some(0)];
+        let e = average_array(sums.clone(), &rows, 2, &DataType::Float64, &what).unwrap_err();
+        assert!(e.to_string().contains("row 3"), "{e}");
+        let rows = [Some(3), None, Some(2), Some(2)];
+        // 10.00 / 3 at 6 places; -0.05 / 2 = -0.025 → -0.025000.
+        let a = average_array(sums.clone(), &rows, 2, &DataType::Decimal128(38, 6), &what).unwrap();
+        let a = a.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
+        assert_eq!(a.value(0), 3_333_333);
+        assert!(a.is_null(1));
+        assert_eq!(a.value(2), -25_000);
+        // At 2 places 1000/3 = 333.33 → 3.33; −5/2 = −2.5 → −3 (away from zero).
+        let a = average_array(sums.clone(), &rows, 2, &DataType::Decimal128(38, 2), &what).unwrap();
+        let a = a.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
+        assert_eq!((a.value(0), a.value(2)), (333, -3));
+        let a = average_array(sums, &rows, 0, &DataType::Float64, &what).unwrap();
+        let a = a.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        assert_eq!(
+            (a.value(0), a.value(2), a.value(3)),
+            (1000.0 / 3.0, -2.5, 3.5)
+        );
     }
 
     #[test]

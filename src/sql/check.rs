@@ -10,9 +10,13 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{plan_err, Result};
 use datafusion::common::{DFSchema, ExprSchema};
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 use datafusion::optimizer::AnalyzerRule;
 
+use datafusion::logical_expr::utils::merge_schema;
+
+use super::planner::is_encrypted;
+use super::scalar::CipherScalar;
 use crate::lake::schema::{META_KEY_ID, META_SCALE};
 
 /// Refuses set operations whose inputs disagree on a column's key id or scale, or mix an
@@ -60,7 +64,7 @@ impl AnalyzerRule for EncryptedColumnCheck {
 }
 
 /// The first encrypted column `expr` uses (its value, not only whether it is NULL).
-fn encrypted_column_in(expr: &Expr, schema: &DFSchema) -> Option<String> {
+pub(crate) fn encrypted_column_in(expr: &Expr, schema: &DFSchema) -> Option<String> {
     let mut found = None;
     let _ = expr.apply(|e| {
         match e {
@@ -86,7 +90,7 @@ fn encrypted_column_in(expr: &Expr, schema: &DFSchema) -> Option<String> {
 }
 
 /// Aggregates that are fine on an encrypted column.
-const ENCRYPTED_AGGREGATES: [&str; 3] = ["paillier_sum", "paillier_count", "count"];
+const ENCRYPTED_AGGREGATES: [&str; 4] = ["paillier_sum", "paillier_count", "paillier_avg", "count"];
 
 fn check_operations(node: &LogicalPlan) -> Result<()> {
     let why =
@@ -122,6 +126,23 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
                 }
             }
         }
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            if let Some(f) = input
+                .schema()
+                .fields()
+                .iter()
+                .find(|f| f.metadata().contains_key(META_KEY_ID))
+            {
+                return plan_err!("SELECT DISTINCT on encrypted column `{}` cannot run: {why}, so equal values would not be found; select plaintext columns only", f.name());
+            }
+        }
+        LogicalPlan::Distinct(Distinct::On(on)) => {
+            for e in &on.on_expr {
+                if let Some(c) = encrypted_column_in(e, on.input.schema()) {
+                    return plan_err!("DISTINCT ON encrypted column `{c}` cannot run: {why}");
+                }
+            }
+        }
         LogicalPlan::Aggregate(a) => {
             let schema = a.input.schema();
             for g in &a.group_expr {
@@ -149,13 +170,96 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
                     Ok(TreeNodeRecursion::Continue)
                 });
                 if let Some((func, c)) = bad {
+                    let why = match func.to_ascii_lowercase().as_str() {
+                        "min" | "max" | "median" | "first_value" | "last_value" => {
+                            format!("{func} compares values, which ciphertexts do not allow")
+                        }
+                        _ => format!("{func} cannot run on ciphertexts"),
+                    };
                     return plan_err!(
-                        "{func}({c}): `{c}` is encrypted and {func} cannot run on ciphertexts; use paillier_sum({c}) for a sum, paillier_count({c}) for a count of TRUE, COUNT({c}) for a plain count"
+                        "{func}({c}): `{c}` is encrypted and {why}; use SUM({c}) for a sum (a count of TRUE for a boolean), AVG({c}) for a mean, COUNT({c}) for how many rows have a value"
                     );
                 }
             }
         }
         _ => {}
     }
-    Ok(())
+    let schema = merge_schema(&node.inputs());
+    let mut bad = None;
+    node.apply_expressions(|e| {
+        bad = misuse(e, &schema);
+        Ok(if bad.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    match bad {
+        Some((what, c)) => {
+            let hint = if what == "CASE" {
+                "; to aggregate a subset of rows, use SUM(x) FILTER (WHERE …)"
+            } else {
+                ""
+            };
+            plan_err!("{what}({c}): `{c}` is encrypted and {what} cannot run on ciphertexts; on encrypted columns only SUM, AVG, COUNT, IS [NOT] NULL, + and -, and * by a plaintext number run{hint}")
+        }
+        None => Ok(()),
+    }
+}
+
+/// The first expression in `e` that takes an encrypted value it cannot handle: (what it is, the
+/// encrypted column).
+fn misuse(e: &Expr, schema: &DFSchema) -> Option<(String, String)> {
+    let mut found = None;
+    let _ = e.apply(|x| {
+        let allowed = match x {
+            Expr::Column(_) | Expr::Alias(_) | Expr::IsNull(_) | Expr::IsNotNull(_) => true,
+            Expr::ScalarFunction(f) => f.func.inner().downcast_ref::<CipherScalar>().is_some(),
+            Expr::AggregateFunction(f) => {
+                let name = f.func.name().to_ascii_lowercase();
+                ENCRYPTED_AGGREGATES.contains(&name.as_str()) && !f.params.distinct
+            }
+            _ => false,
+        };
+        if allowed {
+            return Ok(TreeNodeRecursion::Continue);
+        }
+        let mut column = None;
+        let _ = x.apply_children(|child| {
+            if is_encrypted(child, schema) {
+                column =
+                    Some(encrypted_column_in(child, schema).unwrap_or_else(|| child.to_string()));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        match column {
+            Some(c) => {
+                found = Some((describe(x), c));
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    });
+    found
+}
+
+fn describe(e: &Expr) -> String {
+    match e {
+        Expr::ScalarFunction(f) => f.func.name().to_owned(),
+        Expr::AggregateFunction(f) if f.params.distinct => {
+            format!("{} DISTINCT", f.func.name())
+        }
+        Expr::AggregateFunction(f) => f.func.name().to_owned(),
+        Expr::WindowFunction(_) => "a window function".into(),
+        Expr::Case(_) => "CASE".into(),
+        Expr::Cast(_) | Expr::TryCast(_) => "CAST".into(),
+        Expr::BinaryExpr(b) => b.op.to_string(),
+        Expr::Like(_) | Expr::SimilarTo(_) => "LIKE".into(),
+        Expr::InList(_) => "IN".into(),
+        Expr::Between(_) => "BETWEEN".into(),
+        Expr::Not(_) => "NOT".into(),
+        Expr::Negative(_) => "-".into(),
+        other => other.variant_name().to_owned(),
+    }
 }

@@ -23,7 +23,10 @@ pub const META_MODULUS: &str = "cipherlake.modulus";
 /// The modulus of an encrypted column, as an aggregate needs it.
 #[derive(Clone, Debug)]
 pub struct CipherKey {
-    n2: Integer,
+    /// The public modulus n.
+    pub n: Integer,
+    /// n².
+    pub n2: Integer,
     /// n as it came in the metadata (base64url), passed on to result fields.
     modulus: String,
     /// Ciphertext bytes W.
@@ -31,6 +34,11 @@ pub struct CipherKey {
 }
 
 impl CipherKey {
+    /// n as field metadata carries it (base64url).
+    pub fn modulus(&self) -> &str {
+        &self.modulus
+    }
+
     fn from_base64(s: &str, column: &str) -> Result<Self> {
         let n = crate::paillier::keyfile::b64_decode(s, META_MODULUS, std::path::Path::new(column))
             .map_err(|e| {
@@ -40,6 +48,7 @@ impl CipherKey {
         let width = (2 * bits.div_ceil(8) as usize).div_ceil(8) * 8;
         Ok(CipherKey {
             n2: Integer::from(n.square_ref()),
+            n,
             modulus: s.to_owned(),
             width,
         })
@@ -57,6 +66,8 @@ pub struct CipherInput {
     pub key: CipherKey,
     /// Whether values are aggregate values (ciphertext + row count) rather than ciphertexts.
     pub is_aggregate: bool,
+    /// For aggregate values, the function that made them (`sum`, `count`, `avg`).
+    pub aggregate: Option<String>,
 }
 
 impl CipherInput {
@@ -84,7 +95,8 @@ impl CipherInput {
             );
         };
         let key = CipherKey::from_base64(modulus, name)?;
-        let is_aggregate = field.metadata().contains_key(META_AGGREGATE);
+        let aggregate = field.metadata().get(META_AGGREGATE).cloned();
+        let is_aggregate = aggregate.is_some();
         match field.data_type() {
             DataType::FixedSizeBinary(w) => {
                 let want = key.width + if is_aggregate { ROWS_BYTES } else { 0 };
@@ -100,6 +112,7 @@ impl CipherInput {
             column,
             key,
             is_aggregate,
+            aggregate,
         })
     }
 
@@ -123,7 +136,7 @@ impl CipherInput {
     }
 }
 
-fn is_binary(t: &DataType) -> bool {
+pub(crate) fn is_binary(t: &DataType) -> bool {
     matches!(
         t,
         DataType::FixedSizeBinary(_)
@@ -208,7 +221,7 @@ fn for_each_value(
 /// Reads a ciphertext into `tmp` and checks 0 < c < n² (cheap). The full check gcd(c, n) = 1 is
 /// left to decryption: a product has a factor in common with n exactly when one of its factors
 /// does, so checking the aggregate checks every input at once.
-fn load(tmp: &mut Integer, bytes: &[u8], key: &CipherKey, name: &str) -> Result<()> {
+pub(crate) fn load(tmp: &mut Integer, bytes: &[u8], key: &CipherKey, name: &str) -> Result<()> {
     crate::paillier::read_le_into(tmp, bytes);
     if *tmp == 0 || *tmp >= key.n2 {
         return exec_err!(

@@ -120,7 +120,7 @@ impl sqllogictest::AsyncDB for CipherDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>> {
-        let df = self.ctx.sql(sql).await?;
+        let df = sql::plan(&self.ctx, sql).await?;
         let is_statement = matches!(
             df.logical_plan(),
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Dml(_)

@@ -1,0 +1,170 @@
+//! The encrypted aggregates. All three multiply ciphertexts (a homomorphic sum) and carry how
+//! many rows contributed; they differ in what they accept and in what the result decrypts to:
+//! - `paillier_sum(x)`: the sum of an encrypted number;
+//! - `paillier_count(flag)`: how many rows have an encrypted boolean set (the sum of its 0/1
+//!   values); the cloud learns how many rows it counted over, not which of them are TRUE;
+//! - `paillier_avg(x)`: the sum and the row count, decrypted as sum ÷ rows (Float64 for
+//!   integers and booleans, a share of TRUE for a flag; Decimal128(38, s + 4) for decimals).
+
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::{plan_err, Result};
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
+};
+
+use super::common::{
+    sum_plain_type, CipherInput, CipherSumAccumulator, CipherSumGroupsAccumulator,
+};
+use crate::lake::schema::MAX_SCALE;
+
+/// Which encrypted aggregate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `paillier_sum`
+    Sum,
+    /// `paillier_count`
+    Count,
+    /// `paillier_avg`
+    Avg,
+}
+
+impl Kind {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sum => "paillier_sum",
+            Kind::Count => "paillier_count",
+            Kind::Avg => "paillier_avg",
+        }
+    }
+
+    /// The value of `cipherlake.aggregate` on results.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Kind::Sum => "sum",
+            Kind::Count => "count",
+            Kind::Avg => "avg",
+        }
+    }
+}
+
+/// The plain type an average decrypts to.
+pub fn avg_plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Decimal128(_, s) => {
+            DataType::Decimal128(38, (*s as u32 + 4).min(MAX_SCALE) as i8)
+        }
+        _ => DataType::Float64,
+    }
+}
+
+/// An encrypted aggregate (`paillier_sum`, `paillier_count` or `paillier_avg`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CipherAggregate {
+    kind: Kind,
+    signature: Signature,
+}
+
+impl CipherAggregate {
+    /// The aggregate of this kind.
+    pub fn new(kind: Kind) -> Self {
+        CipherAggregate {
+            kind,
+            // Any type: a non-encrypted argument gets a clear message from `return_field`, not a
+            // generic type-mismatch error.
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+
+    /// Reads and checks the input field; `called` is the name the analyst wrote (`SUM` for a
+    /// rewritten `SUM(x)`), used in errors.
+    pub fn input(&self, called: &str, fields: &[FieldRef]) -> Result<CipherInput> {
+        let input = match fields {
+            [f] => CipherInput::from_field(called, f)?,
+            _ => return plan_err!("{called} takes exactly one encrypted column"),
+        };
+        let name = &input.name;
+        let plain = &input.column.plain_type;
+        match (self.kind, input.aggregate.as_deref()) {
+            (_, Some("avg" | "share")) => {
+                return plan_err!(
+                    "{called}({name}): `{name}` is already an average; aggregate the sums instead (an average of averages weighs groups wrongly)"
+                )
+            }
+            (Kind::Avg, Some(_)) => {
+                return plan_err!(
+                    "{called}({name}): `{name}` is already an aggregate; take the average over the rows directly"
+                )
+            }
+            (Kind::Count, agg) => {
+                // A count of counts (from a subquery) is a sum of Int64 counts: also fine.
+                let ok = *plain == DataType::Boolean
+                    || (agg.is_some() && *plain == DataType::Int64 && input.column.scale == 0);
+                if !ok {
+                    return plan_err!(
+                        "{called}({name}): `{name}` is an encrypted {plain}, not an encrypted boolean: use SUM({name}) (or paillier_sum) to add its values"
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(input)
+    }
+
+    /// The result field, with errors naming the function as `called`.
+    pub fn result_field(&self, called: &str, fields: &[FieldRef]) -> Result<FieldRef> {
+        let input = self.input(called, fields)?;
+        let plain = match self.kind {
+            Kind::Sum => sum_plain_type(&input.column.plain_type),
+            Kind::Count => DataType::Int64,
+            Kind::Avg => avg_plain_type(&input.column.plain_type),
+        };
+        // The average of a flag is a share of rows; its count is small-cell suppressed.
+        let tag = match (self.kind, &input.column.plain_type) {
+            (Kind::Avg, DataType::Boolean) => "share",
+            (kind, _) => kind.tag(),
+        };
+        Ok(input.result_field(self.kind.name(), tag, plain))
+    }
+}
+
+impl AggregateUDFImpl for CipherAggregate {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        plan_err!(
+            "{} needs its input's field metadata (return_field)",
+            self.kind.name()
+        )
+    }
+
+    fn return_field(&self, arg_fields: &[FieldRef]) -> Result<FieldRef> {
+        self.result_field(self.kind.name(), arg_fields)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(CipherSumAccumulator::new(
+            self.input(self.kind.name(), args.expr_fields)?,
+        )))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(CipherSumGroupsAccumulator::new(
+            self.input(self.kind.name(), args.expr_fields)?,
+        )))
+    }
+}

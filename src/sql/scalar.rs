@@ -1,0 +1,450 @@
+//! Per-row arithmetic on ciphertexts, the linear functions Paillier allows without the private
+//! key:
+//! - `paillier_add(x, y)`: E(x)·E(y) = E(x + y), both under one key. Scales are aligned first: the
+//!   value at the smaller scale is multiplied by 10^d (E(x)^(10^d) = E(x·10^d)).
+//! - `paillier_neg(x)`: E(x)⁻¹ = E(−x).
+//! - `paillier_mul(x, k)`: E(x)^k = E(k·x) for a plaintext k (an integer or decimal constant or
+//!   plaintext column; the result's scale is the sum of both scales, as for decimals in SQL).
+//! - `paillier_add_plain(x, k)`: E(x)·(1 + k·n) = E(x + k) for a plaintext k.
+//!
+//! The ordinary operators `x + y`, `x - y`, `-x`, `x * 3`, `x + 10` on encrypted columns are
+//! planned as these functions (see `planner.rs`). Results are ciphertexts under the same key,
+//! with the scale and plain type in their field metadata like any encrypted column: an integer
+//! result is Int64, a decimal one Decimal128(38, s).
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray};
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
+use datafusion::common::{exec_err, plan_err, DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use rug::integer::Order;
+use rug::Integer;
+
+use super::common::{load, CipherInput, CipherKey, META_MODULUS};
+use crate::lake::decrypt::binary_values;
+use crate::lake::schema::{EncryptedColumn, MAX_SCALE, META_KEY_ID};
+use crate::lake::values::parse_decimal;
+
+/// Which per-row function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `paillier_add(x, y)`
+    Add,
+    /// `paillier_neg(x)`
+    Neg,
+    /// `paillier_mul(x, k)`
+    Mul,
+    /// `paillier_add_plain(x, k)`
+    AddPlain,
+}
+
+impl Op {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Add => "paillier_add",
+            Op::Neg => "paillier_neg",
+            Op::Mul => "paillier_mul",
+            Op::AddPlain => "paillier_add_plain",
+        }
+    }
+
+    fn arity(self) -> usize {
+        match self {
+            Op::Neg => 1,
+            _ => 2,
+        }
+    }
+
+    /// Every per-row function.
+    pub const ALL: [Op; 4] = [Op::Add, Op::Neg, Op::Mul, Op::AddPlain];
+}
+
+/// The shared instance of each function, for plans built in code (the SQL planner, rewrites).
+pub fn udf(op: Op) -> Arc<ScalarUDF> {
+    static UDFS: OnceLock<[Arc<ScalarUDF>; 4]> = OnceLock::new();
+    let all =
+        UDFS.get_or_init(|| Op::ALL.map(|op| Arc::new(ScalarUDF::from(CipherScalar::new(op)))));
+    Arc::clone(&all[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)])
+}
+
+/// A per-row function on ciphertexts.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CipherScalar {
+    op: Op,
+    signature: Signature,
+}
+
+impl CipherScalar {
+    /// The function `op`.
+    pub fn new(op: Op) -> Self {
+        CipherScalar {
+            op,
+            // Any types: arguments are checked (with messages naming them) in
+            // `return_field_from_args`, and ciphertexts must not be cast.
+            signature: Signature::any(op.arity(), Volatility::Immutable),
+        }
+    }
+}
+
+/// The plain type of a linear result at `scale`.
+fn linear_plain_type(scale: u32) -> DataType {
+    if scale == 0 {
+        DataType::Int64
+    } else {
+        DataType::Decimal128(38, scale as i8)
+    }
+}
+
+/// A plaintext operand: its own decimal scale.
+struct PlainOperand {
+    scale: u32,
+}
+
+/// What a call computes, worked out from its argument fields (and literal arguments).
+struct Plan {
+    /// The encrypted input (first argument).
+    a: CipherInput,
+    /// a is raised to 10^shift_a to reach the result's scale.
+    shift_a: u32,
+    /// The second encrypted input of `paillier_add`, and its shift.
+    b: Option<(CipherInput, u32)>,
+    /// The plaintext operand of `paillier_mul` / `paillier_add_plain`, and its shift.
+    k: Option<(PlainOperand, u32)>,
+    /// The result column.
+    out: EncryptedColumn,
+}
+
+fn cipher_arg(called: &str, field: &Field) -> Result<CipherInput> {
+    let input = CipherInput::from_field(called, field)?;
+    if input.is_aggregate {
+        let name = &input.name;
+        return plan_err!(
+            "{called}({name}): `{name}` is an aggregate result; per-row arithmetic runs before aggregating, e.g. SUM(x + y) rather than SUM(x) + SUM(y)"
+        );
+    }
+    Ok(input)
+}
+
+/// Decimal digits of a float literal as written (Rust prints the shortest exact round trip,
+/// never in exponent notation): 1.5 → ("1.5", 1).
+fn float_literal(v: f64) -> (String, u32) {
+    let s = format!("{v}");
+    let digits = s.split_once('.').map_or(0, |(_, f)| f.len() as u32);
+    (s, digits)
+}
+
+fn plain_arg(
+    op: Op,
+    a: &CipherInput,
+    field: &Field,
+    scalar: Option<&ScalarValue>,
+) -> Result<PlainOperand> {
+    let called = op.name();
+    let name = field.name();
+    if field.metadata().contains_key(META_KEY_ID) {
+        return match op {
+            Op::Mul => plan_err!(
+                "`{} * {name}`: both are encrypted, and Paillier cannot multiply two ciphertexts (only a ciphertext by a plaintext number); multiply after decryption",
+                a.name
+            ),
+            _ => plan_err!(
+                "{called}({}, {name}): `{name}` is encrypted; use paillier_add for two encrypted values",
+                a.name
+            ),
+        };
+    }
+    let scale = match field.data_type() {
+        DataType::Null => 0,
+        t if t.is_integer() => 0,
+        DataType::Decimal128(_, s) if *s >= 0 => *s as u32,
+        DataType::Float32 | DataType::Float64 => match scalar {
+            Some(ScalarValue::Float64(v)) => v.map_or(0, |v| float_literal(v).1),
+            Some(ScalarValue::Float32(v)) => v.map_or(0, |v| float_literal(v as f64).1),
+            _ => {
+                return plan_err!(
+                    "{called}({}, {name}): `{name}` is a floating-point column, and ciphertexts take only exact numbers; cast it to a DECIMAL",
+                    a.name
+                )
+            }
+        },
+        t => {
+            return plan_err!(
+                "{called}({}, {name}): `{name}` is {t}; the plaintext operand must be an integer or decimal number",
+                a.name
+            )
+        }
+    };
+    Ok(PlainOperand { scale })
+}
+
+fn plan(op: Op, fields: &[FieldRef], scalars: &[Option<&ScalarValue>]) -> Result<Plan> {
+    let called = op.name();
+    if fields.len() != op.arity() {
+        return plan_err!("{called} takes {} arguments", op.arity());
+    }
+    let a = cipher_arg(called, &fields[0])?;
+    let sa = a.column.scale;
+    let (scale, shift_a, b, k) = match op {
+        Op::Neg => (sa, 0, None, None),
+        Op::Add => {
+            if !fields[1].metadata().contains_key(META_KEY_ID) {
+                return plan_err!(
+                    "{called}({}, {}): `{}` is not encrypted; use paillier_add_plain to add a plaintext number",
+                    a.name,
+                    fields[1].name(),
+                    fields[1].name()
+                );
+            }
+            let b = cipher_arg(called, &fields[1])?;
+            if b.column.key_id != a.column.key_id {
+                return plan_err!(
+                    "{called}({}, {}): `{}` is encrypted under key {} and `{}` under key {}: values under different keys cannot be combined",
+                    a.name,
+                    b.name,
+                    a.name,
+                    a.column.key_id,
+                    b.name,
+                    b.column.key_id
+                );
+            }
+            let s = sa.max(b.column.scale);
+            let sb = b.column.scale;
+            (s, s - sa, Some((b, s - sb)), None)
+        }
+        Op::Mul => {
+            let k = plain_arg(op, &a, &fields[1], scalars.get(1).copied().flatten())?;
+            (sa + k.scale, 0, None, Some((k, 0)))
+        }
+        Op::AddPlain => {
+            let k = plain_arg(op, &a, &fields[1], scalars.get(1).copied().flatten())?;
+            let s = sa.max(k.scale);
+            let sk = k.scale;
+            (s, s - sa, None, Some((k, s - sk)))
+        }
+    };
+    if scale > MAX_SCALE {
+        return plan_err!(
+            "{called}({}, …): the result would have {scale} decimal places, more than {MAX_SCALE}",
+            a.name
+        );
+    }
+    let out = EncryptedColumn {
+        key_id: a.column.key_id.clone(),
+        scale,
+        plain_type: linear_plain_type(scale),
+    };
+    Ok(Plan {
+        a,
+        shift_a,
+        b,
+        k,
+        out,
+    })
+}
+
+impl ScalarUDFImpl for CipherScalar {
+    fn name(&self) -> &str {
+        self.op.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        plan_err!(
+            "{} needs its arguments' field metadata (return_field_from_args)",
+            self.op.name()
+        )
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let plan = plan(self.op, args.arg_fields, args.scalar_arguments)?;
+        let mut md = plan.out.metadata();
+        md.insert(META_MODULUS.into(), plan.a.key.modulus().to_owned());
+        Ok(Arc::new(
+            Field::new(
+                self.op.name(),
+                DataType::FixedSizeBinary(plan.a.key.width as i32),
+                true,
+            )
+            .with_metadata(md),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalars: Vec<Option<&ScalarValue>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Scalar(s) => Some(s),
+                ColumnarValue::Array(_) => None,
+            })
+            .collect();
+        let plan = plan(self.op, &args.arg_fields, &scalars)?;
+        let rows = args.number_rows;
+        let key = &plan.a.key;
+        let a = args.args[0].to_array(rows)?;
+        let a_bytes = cipher_bytes(&plan.a, &a)?;
+        let b = match &plan.b {
+            Some(_) => Some(args.args[1].to_array(rows)?),
+            None => None,
+        };
+        let b_bytes = match (&plan.b, &b) {
+            (Some((input, _)), Some(array)) => Some(cipher_bytes(input, array)?),
+            _ => None,
+        };
+        let k_values = match &plan.k {
+            Some((k, shift)) => Some(plain_values(&args.args[1], k, *shift, rows, self.op)?),
+            None => None,
+        };
+        let pow10 = |d: u32| Integer::from(Integer::u_pow_u(10, d));
+        let (ea, eb) = (
+            pow10(plan.shift_a),
+            plan.b.as_ref().map_or(Integer::from(1), |(_, s)| pow10(*s)),
+        );
+
+        let mut out: Vec<Option<Integer>> = Vec::with_capacity(rows);
+        let (mut x, mut y) = (Integer::new(), Integer::new());
+        for i in 0..rows {
+            let Some(abytes) = a_bytes[i] else {
+                out.push(None);
+                continue;
+            };
+            load(&mut x, abytes, key, &plan.a.name)?;
+            if plan.shift_a > 0 {
+                x = pow_mod(&x, &ea, key, &plan.a.name)?;
+            }
+            let value = match self.op {
+                Op::Neg => Some(invert(&x, key, &plan.a.name)?),
+                Op::Add => {
+                    let (input, shift) = plan.b.as_ref().expect("planned with b");
+                    match b_bytes.as_ref().and_then(|b| b[i]) {
+                        None => None,
+                        Some(bbytes) => {
+                            load(&mut y, bbytes, key, &input.name)?;
+                            if *shift > 0 {
+                                y = pow_mod(&y, &eb, key, &input.name)?;
+                            }
+                            Some(Integer::from(&x * &y) % &key.n2)
+                        }
+                    }
+                }
+                Op::Mul => match k_values.as_ref().and_then(|k| k[i].as_ref()) {
+                    None => None,
+                    Some(k) => Some(pow_mod(&x, k, key, &plan.a.name)?),
+                },
+                Op::AddPlain => match k_values.as_ref().and_then(|k| k[i].as_ref()) {
+                    None => None,
+                    Some(k) => {
+                        // g^k = (1 + n)^k = 1 + k·n mod n², with k reduced mod n (negatives too).
+                        let km = Integer::from(k.modulo_ref(&key.n));
+                        let gk = Integer::from(&km * &key.n) + 1u32;
+                        Some(Integer::from(&x * &gk) % &key.n2)
+                    }
+                },
+            };
+            out.push(value);
+        }
+        Ok(ColumnarValue::Array(ciphertext_array(&out, key.width)))
+    }
+}
+
+fn pow_mod(x: &Integer, e: &Integer, key: &CipherKey, name: &str) -> Result<Integer> {
+    x.pow_mod_ref(e, &key.n2).map(Integer::from).ok_or_else(|| {
+        DataFusionError::Execution(format!(
+            "column `{name}`: a value is not a valid ciphertext (not invertible mod n²)"
+        ))
+    })
+}
+
+fn invert(x: &Integer, key: &CipherKey, name: &str) -> Result<Integer> {
+    x.invert_ref(&key.n2).map(Integer::from).ok_or_else(|| {
+        DataFusionError::Execution(format!(
+            "column `{name}`: a value is not a valid ciphertext (not invertible mod n²)"
+        ))
+    })
+}
+
+/// The ciphertext bytes of each row (None for NULL), widths checked.
+fn cipher_bytes<'a>(input: &CipherInput, array: &'a ArrayRef) -> Result<Vec<Option<&'a [u8]>>> {
+    let Some(values) = binary_values(array) else {
+        return exec_err!(
+            "column `{}`: type {} is not a ciphertext column",
+            input.name,
+            array.data_type()
+        );
+    };
+    if let Some(v) = values.iter().flatten().find(|v| v.len() != input.key.width) {
+        return exec_err!(
+            "column `{}`: ciphertext of {} bytes, expected {}",
+            input.name,
+            v.len(),
+            input.key.width
+        );
+    }
+    Ok(values)
+}
+
+/// The plaintext operand's values as integers at the result's scale (its own scale + `shift`).
+fn plain_values(
+    value: &ColumnarValue,
+    k: &PlainOperand,
+    shift: u32,
+    rows: usize,
+    op: Op,
+) -> Result<Vec<Option<Integer>>> {
+    let factor = Integer::from(Integer::u_pow_u(10, shift));
+    let scaled = |v: i128| Integer::from(v) * &factor;
+    let float = |v: f64| -> Result<Integer> {
+        let (s, _) = float_literal(v);
+        parse_decimal(&s, k.scale)
+            .map(scaled)
+            .map_err(|e| DataFusionError::Execution(format!("{}: constant {s}: {e}", op.name())))
+    };
+    match value {
+        ColumnarValue::Scalar(ScalarValue::Float64(v)) => {
+            let v = v.map(float).transpose()?;
+            return Ok(vec![v; rows]);
+        }
+        ColumnarValue::Scalar(ScalarValue::Float32(v)) => {
+            let v = v.map(|v| float(v as f64)).transpose()?;
+            return Ok(vec![v; rows]);
+        }
+        _ => {}
+    }
+    let array = value.to_array(rows)?;
+    if array.data_type() == &DataType::Null {
+        return Ok(vec![None; rows]);
+    }
+    let decimal = cast(&array, &DataType::Decimal128(38, k.scale as i8))?;
+    Ok(decimal
+        .as_primitive::<Decimal128Type>()
+        .iter()
+        .map(|v| v.map(scaled))
+        .collect())
+}
+
+/// A `FixedSizeBinary(width)` array of ciphertexts (little-endian), NULL where None.
+fn ciphertext_array(values: &[Option<Integer>], width: usize) -> ArrayRef {
+    let mut buf = vec![0u8; values.len() * width];
+    for (out, v) in buf.chunks_exact_mut(width).zip(values) {
+        if let Some(v) = v {
+            v.write_digits(&mut out[..v.significant_digits::<u8>()], Order::Lsf);
+        }
+    }
+    let nulls = NullBuffer::from_iter(values.iter().map(Option::is_some));
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    // The buffer holds exactly len · width bytes and the null buffer len bits: this cannot fail.
+    Arc::new(
+        FixedSizeBinaryArray::try_new(width as i32, Buffer::from(buf), nulls)
+            .unwrap_or_else(|_| FixedSizeBinaryArray::new_null(width as i32, 0)),
+    )
+}

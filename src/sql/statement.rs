@@ -1,0 +1,181 @@
+//! Planning SQL text with cipherlake's session. One thing has to happen on the SQL syntax tree:
+//! DataFusion checks the type of a unary minus while it plans (`-x` must be numeric), before any
+//! hook or rule of ours can see it, so `-cost` on an encrypted column is written `0 - cost`
+//! here, which the planner hook turns into `paillier_neg(cost)`. Only a minus whose operand names
+//! an encrypted column of a table in the statement is touched.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use datafusion::common::{plan_err, DataFusionError, Result};
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions, visit_expressions_mut, BinaryOperator, Expr as SqlExpr, UnaryOperator, Value,
+};
+
+use crate::lake::schema::META_KEY_ID;
+
+/// Plans and returns one SQL statement, as `SessionContext::sql` does.
+pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let mut statements = DFParser::parse_sql(sql)?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(s), true) => plan_statement(ctx, s).await,
+        (None, _) => datafusion::common::plan_err!("no SQL statement given"),
+        (Some(_), false) => {
+            datafusion::common::plan_err!("give one SQL statement at a time (found several)")
+        }
+    }
+}
+
+/// Plans and returns a parsed statement.
+pub async fn plan_statement(ctx: &SessionContext, mut statement: Statement) -> Result<DataFrame> {
+    let state = ctx.state();
+    let names = encrypted_names(ctx, &statement).await?;
+    if !names.is_empty() {
+        rewrite(&mut statement, &names);
+    }
+    let diagnosis = (!names.is_empty())
+        .then(|| diagnose(&statement, &names))
+        .flatten();
+    let plan = match state.statement_to_plan(statement).await {
+        Ok(plan) => plan,
+        // DataFusion refuses most functions of a binary value with a type error that does not
+        // say why; name the encrypted column and the reason instead.
+        Err(DataFusionError::Plan(_)) if diagnosis.is_some() => {
+            return plan_err!("{}", diagnosis.unwrap_or_default())
+        }
+        Err(e) => return Err(e),
+    };
+    ctx.execute_logical_plan(plan).await
+}
+
+/// Functions that take encrypted values.
+const CIPHER_FUNCTIONS: [&str; 11] = [
+    "sum",
+    "avg",
+    "mean",
+    "count",
+    "paillier_sum",
+    "paillier_count",
+    "paillier_avg",
+    "paillier_add",
+    "paillier_neg",
+    "paillier_mul",
+    "paillier_add_plain",
+];
+
+/// The first call of another function on an encrypted column, explained.
+fn diagnose(statement: &Statement, names: &HashSet<String>) -> Option<String> {
+    let mut found = None;
+    let mut check = |e: &SqlExpr| {
+        if let SqlExpr::Case { .. } = e {
+            if let Some(c) = mentioned(e, names) {
+                found = Some(format!(
+                    "CASE({c}): `{c}` is encrypted and CASE cannot run on ciphertexts; to aggregate a subset of rows, use SUM({c}) FILTER (WHERE …)"
+                ));
+                return ControlFlow::Break(());
+            }
+        }
+        if let SqlExpr::Function(f) = e {
+            let name = f.name.to_string().to_ascii_lowercase();
+            if !CIPHER_FUNCTIONS.contains(&name.as_str()) {
+                if let Some(c) = mentioned(e, names) {
+                    found = Some(format!(
+                        "{name}({c}): `{c}` is encrypted and {name} cannot run on ciphertexts; on encrypted columns only SUM, AVG, COUNT, IS [NOT] NULL, + and -, and * by a plaintext number run"
+                    ));
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    match statement {
+        Statement::Statement(s) => {
+            let _ = visit_expressions(s.as_ref(), &mut check);
+        }
+        Statement::Explain(e) => return diagnose(&e.statement, names),
+        Statement::CopyTo(c) => {
+            if let CopyToSource::Query(q) = &c.source {
+                let _ = visit_expressions(q.as_ref(), &mut check);
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+/// Lowercase names of the encrypted columns of the tables `statement` reads.
+async fn encrypted_names(ctx: &SessionContext, statement: &Statement) -> Result<HashSet<String>> {
+    let state = ctx.state();
+    let mut names = HashSet::new();
+    for reference in state.resolve_table_references(statement)? {
+        // A name that does not resolve is left for the planner to report.
+        if let Ok(table) = ctx.table_provider(reference).await {
+            for f in table.schema().fields() {
+                if f.metadata().contains_key(META_KEY_ID) {
+                    names.insert(f.name().to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// The first encrypted column `expr` names.
+fn mentioned(expr: &SqlExpr, names: &HashSet<String>) -> Option<String> {
+    let hit = visit_expressions(expr, |e| {
+        let ident = match e {
+            SqlExpr::Identifier(i) => Some(i),
+            SqlExpr::CompoundIdentifier(parts) => parts.last(),
+            _ => None,
+        };
+        match ident {
+            Some(i) if names.contains(&i.value.to_ascii_lowercase()) => {
+                ControlFlow::Break(i.value.clone())
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    });
+    match hit {
+        ControlFlow::Break(name) => Some(name),
+        ControlFlow::Continue(()) => None,
+    }
+}
+
+fn mentions(expr: &SqlExpr, names: &HashSet<String>) -> bool {
+    mentioned(expr, names).is_some()
+}
+
+fn rewrite(statement: &mut Statement, names: &HashSet<String>) {
+    let minus = |e: &mut SqlExpr| {
+        if let SqlExpr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } = e
+        {
+            if mentions(expr, names) {
+                let operand = std::mem::replace(expr.as_mut(), SqlExpr::value(Value::Null));
+                *e = SqlExpr::BinaryOp {
+                    left: Box::new(SqlExpr::value(Value::Number("0".into(), false))),
+                    op: BinaryOperator::Minus,
+                    right: Box::new(SqlExpr::Nested(Box::new(operand))),
+                };
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    match statement {
+        Statement::Statement(s) => {
+            let _ = visit_expressions_mut(s.as_mut(), minus);
+        }
+        Statement::Explain(e) => rewrite(&mut e.statement, names),
+        Statement::CopyTo(c) => {
+            if let CopyToSource::Query(q) = &mut c.source {
+                let _ = visit_expressions_mut(q.as_mut(), minus);
+            }
+        }
+        _ => {}
+    }
+}
