@@ -5,8 +5,9 @@ WITH chapters(code, chapter) AS (
          ('S72', 'Injury'), ('N18', 'Genitourinary')
 )
 SELECT c.chapter,
-       paillier_sum(a.cost) AS total_cost,
-       COUNT(*)             AS admissions
+       SUM(a.cost) AS total_cost,
+       AVG(a.cost) AS mean_cost,
+       COUNT(*)    AS admissions
 FROM admissions a
 JOIN chapters c ON a.diagnosis = c.code
 GROUP BY c.chapter

@@ -1,9 +1,11 @@
--- Total cost, bed-days and diabetic patients per region, over every hospital's admissions.
+-- Total cost, bed-days, mean stay and diabetic patients per region, over every hospital's
+-- admissions. SUM of the encrypted flag `diabetic` counts the patients who have it.
 SELECT region,
-       paillier_sum(cost)           AS total_cost,
-       paillier_sum(length_of_stay) AS bed_days,
-       paillier_count(diabetic)     AS diabetic_patients,
-       COUNT(*)                     AS admissions
+       SUM(cost)           AS total_cost,
+       SUM(length_of_stay) AS bed_days,
+       AVG(length_of_stay) AS mean_stay,
+       SUM(diabetic)       AS diabetic_patients,
+       COUNT(*)            AS admissions
 FROM admissions
 GROUP BY region
 ORDER BY region;

@@ -15,11 +15,9 @@ use cipherlake::paillier::{keyfile, threshold};
 use cipherlake::sql::{self, KeyRing};
 use cipherlake::synth;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::prelude::{CsvReadOptions, SessionContext};
 
 use super::Global;
 
@@ -217,20 +215,10 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let expected: Vec<Vec<RecordBatch>> =
         stages.time("same queries on plaintext (check)", || {
             runtime.block_on(async {
-                let ctx = SessionContext::new();
-                let schema = synth::schema();
-                let opts = CsvReadOptions::new()
-                    .schema(&schema)
-                    .table_partition_cols(vec![("hospital".into(), DataType::Utf8)]);
-                ctx.register_csv(
-                    "admissions",
-                    dir.join("plain").to_str().unwrap_or_default(),
-                    opts,
-                )
-                .await?;
+                let ctx = synth::plaintext_session(&dir.join("plain")).await?;
                 let mut out = Vec::new();
                 for (_, q) in QUERIES {
-                    out.push(ctx.sql(&synth::plaintext_sql(q)).await?.collect().await?);
+                    out.push(ctx.sql(q).await?.collect().await?);
                 }
                 anyhow::Ok(out)
             })

@@ -413,7 +413,8 @@ pub fn to_plain_array(
 }
 
 /// Decrypted sums and their row counts → averages: Float64, or Decimal128(p, s′) with the sum at
-/// `scale` rounded half away from zero to s′ ≥ `scale` places.
+/// `scale` divided to s′ ≥ `scale` places, truncated toward zero (as DataFusion's AVG of a
+/// decimal does, so that both give the same digits).
 pub fn average_array(
     sums: Vec<Option<Integer>>,
     rows: &[Option<u64>],
@@ -445,7 +446,7 @@ pub fn average_array(
                 .enumerate()
                 .map(|(i, p)| {
                     p?.map(|(v, r)| {
-                        let (q, _) = (v * &factor).div_rem_round(Integer::from(r));
+                        let (q, _) = (v * &factor).div_rem(Integer::from(r));
                         q.to_i128()
                             .filter(|q| q.unsigned_abs() < limit)
                             .ok_or_else(|| err(i, &format!("average does not fit {plain_type}")))
@@ -508,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn averages_round_half_away_from_zero() {
+    fn averages_truncate_toward_zero_like_datafusion() {
         let what = |i: usize| format!("row {i}");
         let sums = vec![
             Some(Integer::from(1000)),
@@ -526,10 +527,10 @@ mod tests {
         assert_eq!(a.value(0), 3_333_333);
         assert!(a.is_null(1));
         assert_eq!(a.value(2), -25_000);
-        // At 2 places 1000/3 = 333.33 → 3.33; −5/2 = −2.5 → −3 (away from zero).
+        // At 2 places 1000/3 = 333.33… → 3.33; −5/2 = −2.5 → −2 (toward zero).
         let a = average_array(sums.clone(), &rows, 2, &DataType::Decimal128(38, 2), &what).unwrap();
         let a = a.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
-        assert_eq!((a.value(0), a.value(2)), (333, -3));
+        assert_eq!((a.value(0), a.value(2)), (333, -2));
         let a = average_array(sums, &rows, 0, &DataType::Float64, &what).unwrap();
         let a = a.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
         assert_eq!(

@@ -3,30 +3,14 @@
 //! result equals the same query computed by DataFusion on the plaintext.
 
 use cipherlake::synth;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::prelude::{CsvReadOptions, SessionContext};
 
 use crate::util::Dir;
 
 const HOSPITALS: [&str; 3] = ["a", "b", "c"];
 
 async fn plaintext_csv(dir: &Dir, sql: &str) -> String {
-    let ctx = SessionContext::new();
-    let schema = synth::schema();
-    let opts = CsvReadOptions::new()
-        .schema(&schema)
-        .file_extension(".csv")
-        .table_partition_cols(vec![("hospital".into(), DataType::Utf8)]);
-    ctx.register_csv("admissions", dir.path("plain").to_str().unwrap(), opts)
-        .await
-        .unwrap();
-    let batches = ctx
-        .sql(&synth::plaintext_sql(sql))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let ctx = synth::plaintext_session(&dir.path("plain")).await.unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     let mut out = Vec::new();
     {
         let mut w = datafusion::arrow::csv::WriterBuilder::new()
