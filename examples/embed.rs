@@ -42,14 +42,17 @@ async fn main() -> anyhow::Result<()> {
         &keys,
     )
     .await?;
-    let encrypted = ctx
-        .sql(
-            "SELECT region, paillier_sum(cost) AS total_cost, paillier_count(diabetic) AS diabetic, COUNT(*) AS n \
-             FROM admissions GROUP BY region ORDER BY region",
-        )
-        .await?
-        .collect()
-        .await?;
+    // Ordinary SQL: on encrypted columns SUM and AVG (and + - * inside them) run on ciphertexts.
+    // `sql::plan` is `SessionContext::sql` plus the one step that needs the SQL text (`-x`).
+    let encrypted = sql::plan(
+        &ctx,
+        "SELECT region, SUM(cost) AS total_cost, AVG(length_of_stay) AS mean_stay, \
+         SUM(diabetic) AS diabetic, COUNT(*) AS n \
+         FROM admissions GROUP BY region ORDER BY region",
+    )
+    .await?
+    .collect()
+    .await?;
 
     // Back at the key holder: decrypt every encrypted column of the result.
     let mut plain = Vec::new();

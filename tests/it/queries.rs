@@ -320,3 +320,89 @@ fn a_union_of_columns_under_different_keys_is_refused() {
         .ok();
     assert_eq!(out, "s\n24\n");
 }
+
+#[test]
+fn explain_shows_the_rewritten_plan_and_refusals_exit_nonzero() {
+    let dir = Dir::new();
+    dir.run(&["keygen", "--out", "keys", "--quiet"]).ok();
+    dir.write(
+        "in/hospital=a/x.csv",
+        "region,cost,stay,flag\nnorth,10.5,3,true\nsouth,2,1,false\nnorth,-4.25,2,true\n",
+    );
+    dir.encrypt("keys/public.json", "in", "cost:2,stay,flag", "lake")
+        .ok();
+    let query = |sql: &str| {
+        dir.run(&[
+            "query",
+            "--key",
+            "keys/public.json",
+            "--table",
+            "t=lake",
+            "-c",
+            sql,
+            "--format",
+            "csv",
+        ])
+    };
+    let plan = query(
+        "EXPLAIN SELECT region, SUM(cost - stay), AVG(-cost), SUM(flag), SUM(stay * 1.5), COUNT(*) FROM t GROUP BY region",
+    )
+    .ok();
+    for needle in [
+        "paillier_sum(paillier_add(t.cost, paillier_neg(t.stay)))",
+        "paillier_avg(paillier_neg(t.cost))",
+        "paillier_count(t.flag)",
+        "paillier_sum(paillier_mul(t.stay, Float64(1.5)))",
+        "count(Int64(1))",
+    ] {
+        assert!(plan.contains(needle), "{needle} not in\n{plan}");
+    }
+    // Plaintext SUM stays DataFusion's own.
+    let plan = query("EXPLAIN SELECT SUM(stay), SUM(LENGTH(region)) FROM t").ok();
+    assert!(
+        plan.contains("paillier_sum(t.stay) AS sum(t.stay)")
+            && plan.contains("sum(length(t.region))"),
+        "{plan}"
+    );
+
+    // The rewritten query decrypts to the right numbers.
+    let out = dir
+        .run(&[
+            "query",
+            "--key",
+            "keys/public.json",
+            "--table",
+            "t=lake",
+            "-c",
+            "SELECT region, SUM(cost - stay) AS a, AVG(-cost) AS b, SUM(flag) AS c FROM t GROUP BY region ORDER BY region",
+            "--format",
+            "parquet",
+            "--output",
+            "r.parquet",
+        ])
+        .ok();
+    assert!(out.is_empty(), "{out}");
+    let plain = dir
+        .run(&[
+            "decrypt",
+            "--key",
+            "keys/private.json",
+            "--input",
+            "r.parquet",
+            "--format",
+            "csv",
+        ])
+        .ok();
+    assert_eq!(
+        plain,
+        "region,a,b,c\nnorth,1.25,-3.125000,2\nsouth,1.00,-2.000000,0\n"
+    );
+
+    // Refusals: exit 1, the column and the reason on stderr, nothing on stdout.
+    let e = query("SELECT COUNT(*) FROM t WHERE cost > 100")
+        .fails_with(&["`cost` is encrypted", "neither compare nor order"]);
+    assert!(!e.is_empty());
+    query("SELECT SUM(cost * stay) FROM t").fails_with(&["cannot multiply two ciphertexts"]);
+    query("SELECT MIN(cost) FROM t").fails_with(&["min(cost)", "compares values"]);
+    query("SELECT abs(cost) FROM t").fails_with(&["abs(cost)", "`cost` is encrypted"]);
+}
