@@ -448,3 +448,197 @@ fn ciphertext_array(values: &[Option<Integer>], width: usize) -> ArrayRef {
             .unwrap_or_else(|_| FixedSizeBinaryArray::new_null(width as i32, 0)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::encrypt::encrypt_values;
+    use crate::paillier::keyfile::b64_encode;
+    use crate::paillier::{hazmat, PrivateKey};
+    use datafusion::common::config::ConfigOptions;
+    use proptest::prelude::*;
+
+    fn key() -> &'static PrivateKey {
+        static KEY: OnceLock<PrivateKey> = OnceLock::new();
+        KEY.get_or_init(hazmat::fixture_key_512)
+    }
+
+    /// An encrypted column's field at `scale`.
+    fn field(name: &str, scale: u32) -> FieldRef {
+        let pk = key().public_key();
+        let col = EncryptedColumn {
+            key_id: pk.key_id().into(),
+            scale,
+            plain_type: linear_plain_type(scale),
+        };
+        let mut md = col.metadata();
+        md.insert(META_MODULUS.into(), b64_encode(pk.n()));
+        Arc::new(
+            Field::new(
+                name,
+                DataType::FixedSizeBinary(pk.ciphertext_width() as i32),
+                true,
+            )
+            .with_metadata(md),
+        )
+    }
+
+    fn encrypted(values: &[Option<i64>]) -> ColumnarValue {
+        let v: Vec<Option<i128>> = values.iter().map(|v| v.map(i128::from)).collect();
+        ColumnarValue::Array(Arc::new(encrypt_values(key().public_key(), &v).unwrap()))
+    }
+
+    /// Calls `op` as DataFusion would and decrypts the result: (values, result scale).
+    fn run(
+        op: Op,
+        args: Vec<ColumnarValue>,
+        fields: Vec<FieldRef>,
+        rows: usize,
+    ) -> Result<(Vec<Option<Integer>>, u32)> {
+        let f = CipherScalar::new(op);
+        let scalars: Vec<Option<&ScalarValue>> = args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Scalar(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let return_field = f.return_field_from_args(ReturnFieldArgs {
+            arg_fields: &fields,
+            scalar_arguments: &scalars,
+        })?;
+        let scale = EncryptedColumn::from_field(&return_field)
+            .unwrap()
+            .unwrap()
+            .scale;
+        let out = f.invoke_with_args(ScalarFunctionArgs {
+            args,
+            arg_fields: fields,
+            number_rows: rows,
+            return_field,
+            config_options: Arc::new(ConfigOptions::default()),
+        })?;
+        let ColumnarValue::Array(a) = out else {
+            panic!("an array")
+        };
+        let pk = key().public_key();
+        let values = binary_values(&a)
+            .unwrap()
+            .into_iter()
+            .map(|v| {
+                v.map(|b| {
+                    key()
+                        .decrypt(&pk.ciphertext_from_le_bytes(b).unwrap())
+                        .unwrap()
+                })
+            })
+            .collect();
+        Ok((values, scale))
+    }
+
+    fn ints(v: &[Option<i128>]) -> Vec<Option<Integer>> {
+        v.iter().map(|x| x.map(Integer::from)).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn add_aligns_scales(a in any::<i32>(), b in any::<i32>(), sa in 0u32..4, sb in 0u32..4) {
+            let (got, scale) = run(
+                Op::Add,
+                vec![encrypted(&[Some(a.into()), None]), encrypted(&[Some(b.into()), Some(1)])],
+                vec![field("a", sa), field("b", sb)],
+                2,
+            ).unwrap();
+            let s = sa.max(sb);
+            prop_assert_eq!(scale, s);
+            let want = a as i128 * 10i128.pow(s - sa) + b as i128 * 10i128.pow(s - sb);
+            prop_assert_eq!(got, ints(&[Some(want), None]));
+        }
+
+        #[test]
+        fn neg_and_mul_by_a_decimal(a in any::<i32>(), k in any::<i32>(), sk in 0i8..5) {
+            let (got, scale) = run(Op::Neg, vec![encrypted(&[Some(a.into())])], vec![field("a", 2)], 1).unwrap();
+            prop_assert_eq!((got, scale), (ints(&[Some(-(a as i128))]), 2));
+            let kd = ScalarValue::Decimal128(Some(k.into()), 12, sk);
+            let (got, scale) = run(
+                Op::Mul,
+                vec![encrypted(&[Some(a.into()), None]), ColumnarValue::Scalar(kd)],
+                vec![field("a", 1), Arc::new(Field::new("k", DataType::Decimal128(12, sk), true))],
+                2,
+            ).unwrap();
+            prop_assert_eq!(scale, 1 + sk as u32);
+            prop_assert_eq!(got, ints(&[Some(a as i128 * k as i128), None]));
+        }
+
+        #[test]
+        fn add_plain_per_row_and_float_literal(a in any::<i32>(), k in any::<i32>(), f in -1000i32..1000) {
+            // A per-row plaintext column (Int64) added to a scale-2 ciphertext.
+            let col: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![Some(k as i64), None]));
+            let (got, scale) = run(
+                Op::AddPlain,
+                vec![encrypted(&[Some(a.into()), Some(5)]), ColumnarValue::Array(col)],
+                vec![field("a", 2), Arc::new(Field::new("k", DataType::Int64, true))],
+                2,
+            ).unwrap();
+            prop_assert_eq!(scale, 2);
+            prop_assert_eq!(got, ints(&[Some(a as i128 + 100 * k as i128), None]));
+            // A float literal as written, e.g. 12.5: exact, scale 1.
+            let lit = f as f64 + 0.5;
+            let (got, scale) = run(
+                Op::AddPlain,
+                vec![encrypted(&[Some(a.into())]), ColumnarValue::Scalar(ScalarValue::Float64(Some(lit)))],
+                vec![field("a", 0), Arc::new(Field::new("k", DataType::Float64, false))],
+                1,
+            ).unwrap();
+            prop_assert_eq!(scale, 1);
+            prop_assert_eq!(got, ints(&[Some(a as i128 * 10 + f as i128 * 10 + 5)]));
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_arguments() {
+        let e = run(
+            Op::Mul,
+            vec![encrypted(&[Some(1)]), encrypted(&[Some(2)])],
+            vec![field("cost", 0), field("stay", 0)],
+            1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`cost * stay`") && e.contains("cannot multiply two ciphertexts"),
+            "{e}"
+        );
+        let other = {
+            let mut md = field("x", 0).metadata().clone();
+            md.insert(META_KEY_ID.into(), "ab".repeat(32));
+            Arc::new(field("y", 0).as_ref().clone().with_metadata(md))
+        };
+        let e = run(
+            Op::Add,
+            vec![encrypted(&[Some(1)]), encrypted(&[Some(2)])],
+            vec![field("x", 0), other],
+            1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("under different keys"), "{e}");
+        let e = run(
+            Op::Mul,
+            vec![
+                encrypted(&[Some(1)]),
+                ColumnarValue::Scalar(ScalarValue::Int64(Some(10))),
+            ],
+            vec![
+                field("x", 30),
+                Arc::new(Field::new("k", DataType::Decimal128(20, 10), true)),
+            ],
+            1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("40 decimal places"), "{e}");
+    }
+}
