@@ -333,7 +333,7 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
 }
 
 #[test]
-fn small_decrypted_counts_are_suppressed() {
+fn small_decrypted_counts_and_shares_are_suppressed_averages_decrypt() {
     let dir = Dir::new();
     dir.run(&[
         "keygen",
@@ -371,7 +371,7 @@ fn small_decrypted_counts_are_suppressed() {
         "--table",
         "t=lake",
         "-c",
-        "SELECT paillier_sum(cost) AS cost, paillier_count(flag) AS flagged FROM t",
+        "SELECT SUM(cost) AS cost, SUM(flag) AS flagged, AVG(flag) AS share, AVG(cost) AS mean FROM t",
         "--output",
         "r.parquet",
     ])
@@ -391,9 +391,10 @@ fn small_decrypted_counts_are_suppressed() {
         "--format",
         "csv",
     ]);
-    assert_eq!(run.ok(), "cost,flagged\n66,\n");
+    // The count of 2 and the share 2/12 (which reveals it) are suppressed; the mean is not.
+    assert_eq!(run.ok(), "cost,flagged,share,mean\n66,,,5.5\n");
     assert!(
-        run.stderr().contains("1 small count(s) suppressed"),
+        run.stderr().contains("2 small count(s) suppressed"),
         "{}",
         run.stderr()
     );
