@@ -1,8 +1,9 @@
 //! `cipherlake bench`: end-to-end measurements whose figures go in the README, each against a
 //! reference measured in the same run (timings on shared machines are noisy; ratios are not).
 //!
-//! - `bench sum`: `SELECT paillier_sum(c)` over encrypted Parquet at 1 and 2 partitions, and a
-//!   GROUP BY with 1,000 groups, against a bare GMP `mul + rem mod n²` loop over the same values.
+//! - `bench sum`: `SELECT SUM(c)` over encrypted Parquet at 1 and 2 partitions, a GROUP BY with
+//!   1,000 groups, AVG and the per-row expressions -c, c * 3, c + c, against a bare GMP
+//!   `mul + rem mod n²` loop over the same values.
 //! - `bench encrypt`: `encrypt` of synthetic admissions (2 encrypted columns) with 1 and 2 threads.
 
 use std::fs::File;
@@ -150,15 +151,64 @@ fn bench_sum(rows: usize, repeat: usize, global: &Global) -> anyhow::Result<()> 
         .enable_all()
         .build()?;
     let mut results = Vec::new();
-    for (label, sql_text, partitions) in [
-        ("SUM, 1 partition", "SELECT paillier_sum(c) FROM t", 1),
-        ("SUM, 2 partitions", "SELECT paillier_sum(c) FROM t", 2),
+    // What each result must decrypt to: a multiple of the plain sum, the mean, or 1,000 groups.
+    enum Check {
+        Sum(i128),
+        Avg,
+        Groups,
+    }
+    let cases = [
+        (
+            "paillier_sum(c), 1 partition",
+            "SELECT paillier_sum(c) FROM t",
+            1,
+            Check::Sum(1),
+        ),
+        (
+            "SUM(c) (rewritten), 1 partition",
+            "SELECT SUM(c) FROM t",
+            1,
+            Check::Sum(1),
+        ),
+        (
+            "SUM(c), 2 partitions",
+            "SELECT SUM(c) FROM t",
+            2,
+            Check::Sum(1),
+        ),
         (
             "GROUP BY 1,000 groups, 2 partitions",
-            "SELECT g, paillier_sum(c) FROM t GROUP BY g",
+            "SELECT g, SUM(c) FROM t GROUP BY g",
             2,
+            Check::Groups,
         ),
-    ] {
+        ("AVG(c), 1 partition", "SELECT AVG(c) FROM t", 1, Check::Avg),
+        (
+            "SUM(-c), 1 partition",
+            "SELECT SUM(-c) FROM t",
+            1,
+            Check::Sum(-1),
+        ),
+        (
+            "SUM(c * 3), 1 partition",
+            "SELECT SUM(c * 3) FROM t",
+            1,
+            Check::Sum(3),
+        ),
+        (
+            "SUM(c + c), 1 partition",
+            "SELECT SUM(c + c) FROM t",
+            1,
+            Check::Sum(2),
+        ),
+        (
+            "SUM(c + c), 2 partitions",
+            "SELECT SUM(c + c) FROM t",
+            2,
+            Check::Sum(2),
+        ),
+    ];
+    for (label, sql_text, partitions, check_as) in cases {
         let mut rates = Vec::new();
         for _ in 0..repeat {
             let (rate, check) = runtime.block_on(async {
@@ -170,19 +220,35 @@ fn bench_sum(rows: usize, repeat: usize, global: &Global) -> anyhow::Result<()> 
                 anyhow::Ok((rate, batches))
             })?;
             rates.push(rate);
-            if check.first().is_some_and(|b| b.num_columns() == 1) {
-                let plain = decrypt_batch(&sk, &check[0], 1, "bench")?;
-                let got = plain
-                    .column(0)
-                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                    .value(0);
-                anyhow::ensure!(
-                    got as i128 == expected,
-                    "wrong sum: {got} instead of {expected}"
-                );
-            } else {
-                let n: usize = check.iter().map(|b| b.num_rows()).sum();
-                anyhow::ensure!(n == 1000, "expected 1000 groups, got {n}");
+            match check_as {
+                Check::Avg => {
+                    let plain = decrypt_batch(&sk, &check[0], 1, "bench")?;
+                    let got = plain
+                        .column(0)
+                        .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                        .value(0);
+                    let want = expected as f64 / rows as f64;
+                    anyhow::ensure!(
+                        (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                        "{label}: wrong average {got} instead of {want}"
+                    );
+                }
+                Check::Sum(k) => {
+                    let plain = decrypt_batch(&sk, &check[0], 1, "bench")?;
+                    let got = plain
+                        .column(0)
+                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .value(0);
+                    anyhow::ensure!(
+                        got as i128 == k * expected,
+                        "{label}: wrong sum {got} instead of {}",
+                        k * expected
+                    );
+                }
+                Check::Groups => {
+                    let n: usize = check.iter().map(|b| b.num_rows()).sum();
+                    anyhow::ensure!(n == 1000, "expected 1000 groups, got {n}");
+                }
             }
         }
         let rate = median(rates);
