@@ -121,9 +121,15 @@ impl CipherAggregate {
             Kind::Avg => avg_plain_type(&input.column.plain_type),
         };
         // The average of a flag is a share of rows; its count is small-cell suppressed.
-        let tag = match (self.kind, &input.column.plain_type) {
-            (Kind::Avg, DataType::Boolean) => "share",
-            (kind, _) => kind.tag(),
+        // A sum of counts (over a subquery's counts) is still a count.
+        let tag = match (
+            self.kind,
+            &input.column.plain_type,
+            input.aggregate.as_deref(),
+        ) {
+            (Kind::Avg, DataType::Boolean, _) => "share",
+            (Kind::Sum, _, Some("count")) => "count",
+            (kind, _, _) => kind.tag(),
         };
         Ok(input.result_field(self.kind.name(), tag, plain))
     }
@@ -166,5 +172,76 @@ impl AggregateUDFImpl for CipherAggregate {
         Ok(Box::new(CipherSumGroupsAccumulator::new(
             self.input(self.kind.name(), args.expr_fields)?,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::Field;
+
+    use super::*;
+    use crate::lake::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
+    use crate::paillier::hazmat;
+    use crate::paillier::keyfile::b64_encode;
+    use crate::sql::common::META_MODULUS;
+
+    fn field(plain_type: DataType, scale: u32, aggregate: Option<&str>) -> FieldRef {
+        let pk = hazmat::fixture_key_512().public_key().clone();
+        let col = EncryptedColumn {
+            key_id: pk.key_id().into(),
+            scale,
+            plain_type,
+        };
+        let mut md = col.metadata();
+        md.insert(META_MODULUS.into(), b64_encode(pk.n()));
+        let mut width = pk.ciphertext_width();
+        if let Some(a) = aggregate {
+            md.insert(META_AGGREGATE.into(), a.into());
+            width += ROWS_BYTES;
+        }
+        Arc::new(Field::new("x", DataType::FixedSizeBinary(width as i32), true).with_metadata(md))
+    }
+
+    fn result(kind: Kind, f: FieldRef) -> Result<(String, DataType)> {
+        let out = CipherAggregate::new(kind).result_field("f", &[f])?;
+        let col = EncryptedColumn::from_field(&out).unwrap().unwrap();
+        Ok((out.metadata()[META_AGGREGATE].clone(), col.plain_type))
+    }
+
+    #[test]
+    fn result_kinds_and_plain_types() {
+        let dec = || field(DataType::Decimal128(12, 2), 2, None);
+        let flag = || field(DataType::Boolean, 0, None);
+        assert_eq!(
+            result(Kind::Sum, dec()).unwrap(),
+            ("sum".into(), DataType::Decimal128(38, 2))
+        );
+        assert_eq!(
+            result(Kind::Avg, dec()).unwrap(),
+            ("avg".into(), DataType::Decimal128(38, 6))
+        );
+        assert_eq!(
+            result(Kind::Count, flag()).unwrap(),
+            ("count".into(), DataType::Int64)
+        );
+        // The share of a flag is small-cell suppressed like a count; so is a sum of counts.
+        assert_eq!(
+            result(Kind::Avg, flag()).unwrap(),
+            ("share".into(), DataType::Float64)
+        );
+        let counts = field(DataType::Int64, 0, Some("count"));
+        assert_eq!(
+            result(Kind::Sum, counts).unwrap(),
+            ("count".into(), DataType::Int64)
+        );
+        // Averages are not aggregated again, nor averaged over aggregates.
+        let e = result(Kind::Sum, field(DataType::Float64, 0, Some("avg"))).unwrap_err();
+        assert!(e.to_string().contains("already an average"), "{e}");
+        let e = result(Kind::Avg, field(DataType::Int64, 0, Some("sum"))).unwrap_err();
+        assert!(e.to_string().contains("already an aggregate"), "{e}");
+        let e = result(Kind::Count, dec()).unwrap_err();
+        assert!(e.to_string().contains("not an encrypted boolean"), "{e}");
     }
 }
