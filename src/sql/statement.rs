@@ -12,7 +12,8 @@ use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, BinaryOperator, Expr as SqlExpr, UnaryOperator, Value,
+    visit_expressions, visit_expressions_mut, BinaryOperator, Expr as SqlExpr, Query, SetExpr,
+    UnaryOperator, Value, Visit, Visitor,
 };
 
 use crate::lake::schema::META_KEY_ID;
@@ -91,6 +92,9 @@ fn diagnose(statement: &Statement, names: &HashSet<String>) -> Option<String> {
         }
         ControlFlow::Continue(())
     };
+    if let Some(why) = bare_predicate(statement, names) {
+        return Some(why);
+    }
     match statement {
         Statement::Statement(s) => {
             let _ = visit_expressions(s.as_ref(), &mut check);
@@ -121,6 +125,39 @@ async fn encrypted_names(ctx: &SessionContext, statement: &Statement) -> Result<
         }
     }
     Ok(names)
+}
+
+/// `WHERE flag` or `HAVING flag` on an encrypted boolean: DataFusion refuses a binary predicate
+/// without saying why.
+fn bare_predicate(statement: &Statement, names: &HashSet<String>) -> Option<String> {
+    struct Predicates<'a>(&'a HashSet<String>);
+    impl Visitor for Predicates<'_> {
+        type Break = String;
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+            if let SetExpr::Select(select) = query.body.as_ref() {
+                for (clause, e) in [("WHERE", &select.selection), ("HAVING", &select.having)] {
+                    let Some(e) = e else { continue };
+                    let bare = matches!(e, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_));
+                    if let (true, Some(c)) = (bare, mentioned(e, self.0)) {
+                        return ControlFlow::Break(format!(
+                            "{clause} {c}: `{c}` is encrypted, and the cloud cannot test a ciphertext; filter on plaintext columns, or count the rows with SUM({c})"
+                        ));
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Predicates(names);
+    let flow = match statement {
+        Statement::Statement(s) => s.visit(&mut v),
+        Statement::Explain(e) => return bare_predicate(&e.statement, names),
+        _ => ControlFlow::Continue(()),
+    };
+    match flow {
+        ControlFlow::Break(why) => Some(why),
+        ControlFlow::Continue(()) => None,
+    }
 }
 
 /// The first encrypted column `expr` names.
