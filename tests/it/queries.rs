@@ -331,7 +331,7 @@ fn explain_shows_the_rewritten_plan_and_refusals_exit_nonzero() {
     );
     dir.encrypt("keys/public.json", "in", "cost:2,stay,flag", "lake")
         .ok();
-    let query = |sql: &str| {
+    let query_to = |sql: &str, format: &str, output: &str| {
         dir.run(&[
             "query",
             "--key",
@@ -341,9 +341,12 @@ fn explain_shows_the_rewritten_plan_and_refusals_exit_nonzero() {
             "-c",
             sql,
             "--format",
-            "csv",
+            format,
+            "--output",
+            output,
         ])
     };
+    let query = |sql: &str| query_to(sql, "csv", "-");
     let plan = query(
         "EXPLAIN SELECT region, SUM(cost - stay), AVG(-cost), SUM(flag), SUM(stay * 1.5), COUNT(*) FROM t GROUP BY region",
     )
@@ -366,21 +369,12 @@ fn explain_shows_the_rewritten_plan_and_refusals_exit_nonzero() {
     );
 
     // The rewritten query decrypts to the right numbers.
-    let out = dir
-        .run(&[
-            "query",
-            "--key",
-            "keys/public.json",
-            "--table",
-            "t=lake",
-            "-c",
-            "SELECT region, SUM(cost - stay) AS a, AVG(-cost) AS b, SUM(flag) AS c FROM t GROUP BY region ORDER BY region",
-            "--format",
-            "parquet",
-            "--output",
-            "r.parquet",
-        ])
-        .ok();
+    let out = query_to(
+        "SELECT region, SUM(cost - stay) AS a, AVG(-cost) AS b, SUM(flag) AS c FROM t GROUP BY region ORDER BY region",
+        "parquet",
+        "r.parquet",
+    )
+    .ok();
     assert!(out.is_empty(), "{out}");
     let plain = dir
         .run(&[
