@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, RecordBatchReader};
-use datafusion::arrow::buffer::{Buffer, NullBuffer};
 use datafusion::arrow::csv::reader::Format;
 use datafusion::arrow::csv::ReaderBuilder;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -19,7 +18,7 @@ use rayon::prelude::*;
 
 use super::io::{list_inputs, parquet_props, InputFile, InputKind, Output, Progress};
 use super::schema::EncryptedColumn;
-use super::values::ColumnPlan;
+use super::values::{fixed_size_binary, ColumnPlan};
 use crate::error::{Error, Result};
 use crate::paillier::PublicKey;
 
@@ -310,13 +309,7 @@ pub fn encrypt_values(pk: &PublicKey, values: &[Option<i128>]) -> Result<FixedSi
             }
             Ok(())
         })?;
-    let nulls = NullBuffer::from_iter(values.iter().map(Option::is_some));
-    let nulls = (nulls.null_count() > 0).then_some(nulls);
-    Ok(FixedSizeBinaryArray::try_new(
-        width as i32,
-        Buffer::from(buf),
-        nulls,
-    )?)
+    fixed_size_binary(buf, width, values.iter().map(Option::is_some))
 }
 
 /// Counts bytes read from a CSV file for the progress bar.

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, FixedSizeBinaryArray, Float64Array,
+    Int64Array,
 };
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
@@ -337,6 +339,22 @@ pub fn parse_decimal(s: &str, scale: u32) -> std::result::Result<i128, String> {
         return Err(overflow());
     }
     Ok(if neg { -v } else { v })
+}
+
+/// A `FixedSizeBinary(width)` array over `buf`, one `width`-byte slot per item of `valid`, NULL
+/// where it is false.
+pub fn fixed_size_binary(
+    buf: Vec<u8>,
+    width: usize,
+    valid: impl IntoIterator<Item = bool>,
+) -> Result<FixedSizeBinaryArray> {
+    let nulls = NullBuffer::from_iter(valid);
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    Ok(FixedSizeBinaryArray::try_new(
+        width as i32,
+        Buffer::from(buf),
+        nulls,
+    )?)
 }
 
 /// Decrypted signed integers → an array of the column's plain type.

@@ -39,13 +39,7 @@ impl Ciphertext {
     /// Writes the little-endian bytes into `out`, zero-padding the high end. `out` must be at
     /// least as wide as the ciphertext (`PublicKey::ciphertext_width` always is).
     pub fn write_le(&self, out: &mut [u8]) {
-        let needed = self.0.significant_digits::<u8>();
-        assert!(
-            out.len() >= needed,
-            "ciphertext needs {needed} bytes, got {}",
-            out.len()
-        );
-        self.0.write_digits(out, Order::Lsf);
+        write_le(&self.0, out);
     }
 
     /// Reads a little-endian unsigned integer (no validation: see `PublicKey`).
@@ -54,6 +48,18 @@ impl Ciphertext {
         read_le_into(&mut x, bytes);
         x
     }
+}
+
+/// Writes a non-negative integer's little-endian bytes into `out`, zero-padding the high end (the
+/// counterpart of `read_le_into`). `out` must be wide enough.
+pub fn write_le(x: &Integer, out: &mut [u8]) {
+    let needed = x.significant_digits::<u8>();
+    assert!(
+        out.len() >= needed,
+        "value needs {needed} bytes, got {}",
+        out.len()
+    );
+    x.write_digits(out, Order::Lsf);
 }
 
 /// Reads little-endian bytes into an existing integer, reusing its allocation. When the width is

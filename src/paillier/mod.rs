@@ -12,6 +12,6 @@ mod primes;
 mod randomness;
 pub mod threshold;
 
-pub use ciphertext::{read_le_into, Ciphertext};
+pub use ciphertext::{read_le_into, write_le, Ciphertext};
 pub use keys::{key_id_of, PrivateKey, PublicKey, MIN_BITS, OFFERED_BITS};
 pub use primes::is_safe_prime;

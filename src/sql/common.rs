@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray};
-use datafusion::arrow::buffer::{Buffer, NullBuffer};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use datafusion::common::{exec_err, plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
-use rug::integer::Order;
 use rug::Integer;
+
+use crate::lake::values::fixed_size_binary;
+use crate::paillier::write_le;
 
 use crate::lake::schema::EncryptedColumn;
 pub use crate::lake::schema::{META_AGGREGATE, ROWS_BYTES};
@@ -233,8 +234,7 @@ pub(crate) fn load(tmp: &mut Integer, bytes: &[u8], key: &CipherKey, name: &str)
 
 /// Writes an aggregate value: ciphertext (W bytes, little-endian) then the row count.
 fn write_value(out: &mut [u8], acc: &Integer, rows: u64, width: usize) {
-    out[..width].fill(0);
-    acc.write_digits(&mut out[..acc.significant_digits::<u8>()], Order::Lsf);
+    write_le(acc, &mut out[..width]);
     out[width..].copy_from_slice(&rows.to_le_bytes());
 }
 
@@ -359,7 +359,7 @@ impl CipherSumGroupsAccumulator {
         })
     }
 
-    fn emit(&mut self, emit_to: EmitTo) -> ArrayRef {
+    fn emit(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let accs = emit_to.take_needed(&mut self.accs);
         let rows = emit_to.take_needed(&mut self.rows);
         values_array(&accs, &rows, self.input.key.width)
@@ -367,7 +367,7 @@ impl CipherSumGroupsAccumulator {
 }
 
 /// An array of aggregate values; NULL where no row contributed.
-fn values_array(accs: &[Integer], rows: &[u64], width: usize) -> ArrayRef {
+fn values_array(accs: &[Integer], rows: &[u64], width: usize) -> Result<ArrayRef> {
     let size = width + ROWS_BYTES;
     let mut buf = vec![0u8; accs.len() * size];
     for ((out, acc), &r) in buf.chunks_exact_mut(size).zip(accs).zip(rows) {
@@ -375,13 +375,9 @@ fn values_array(accs: &[Integer], rows: &[u64], width: usize) -> ArrayRef {
             write_value(out, acc, r, width);
         }
     }
-    let nulls = NullBuffer::from_iter(rows.iter().map(|&r| r > 0));
-    let nulls = (nulls.null_count() > 0).then_some(nulls);
-    // The buffer holds exactly len · size bytes and the null buffer len bits: this cannot fail.
-    Arc::new(
-        FixedSizeBinaryArray::try_new(size as i32, Buffer::from(buf), nulls)
-            .unwrap_or_else(|_| FixedSizeBinaryArray::new_null(size as i32, 0)),
-    )
+    fixed_size_binary(buf, size, rows.iter().map(|&r| r > 0))
+        .map(|a| Arc::new(a) as ArrayRef)
+        .map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 impl GroupsAccumulator for CipherSumGroupsAccumulator {
@@ -412,11 +408,11 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(self.emit(emit_to))
+        self.emit(emit_to)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.emit(emit_to)])
+        Ok(vec![self.emit(emit_to)?])
     }
 
     /// Each input row becomes a one-row state: its ciphertext and a count of 1 (NULL when the
@@ -443,7 +439,7 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
                 Ok(())
             },
         )?;
-        Ok(vec![values_array(&accs, &rows, key.width)])
+        Ok(vec![values_array(&accs, &rows, key.width)?])
     }
 
     fn size(&self) -> usize {
@@ -654,9 +650,7 @@ mod tests {
     #[test]
     fn invalid_ciphertext_bytes_are_rejected() {
         let w = key().public_key().ciphertext_width();
-        let zeros: ArrayRef = Arc::new(
-            FixedSizeBinaryArray::try_new(w as i32, Buffer::from(vec![0u8; w]), None).unwrap(),
-        );
+        let zeros: ArrayRef = Arc::new(fixed_size_binary(vec![0u8; w], w, [true]).unwrap());
         let mut acc = CipherSumAccumulator::new(input());
         let e = acc.update_batch(&[zeros]).unwrap_err().to_string();
         assert!(

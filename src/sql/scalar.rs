@@ -14,8 +14,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray};
-use datafusion::arrow::buffer::{Buffer, NullBuffer};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
 use datafusion::common::{exec_err, plan_err, DataFusionError, Result, ScalarValue};
@@ -23,13 +22,13 @@ use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
-use rug::integer::Order;
 use rug::Integer;
 
 use super::common::{load, CipherInput, CipherKey, META_MODULUS};
 use crate::lake::decrypt::binary_values;
 use crate::lake::schema::{EncryptedColumn, MAX_SCALE, META_KEY_ID};
-use crate::lake::values::parse_decimal;
+use crate::lake::values::{fixed_size_binary, parse_decimal};
+use crate::paillier::write_le;
 
 /// Which per-row function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -365,7 +364,7 @@ impl ScalarUDFImpl for CipherScalar {
             out.push(value);
         }
         batch_invert(&mut out, &to_invert, key, &plan.a.name)?;
-        Ok(ColumnarValue::Array(ciphertext_array(&out, key.width)))
+        Ok(ColumnarValue::Array(ciphertext_array(&out, key.width)?))
     }
 }
 
@@ -510,20 +509,16 @@ fn plain_values(
 }
 
 /// A `FixedSizeBinary(width)` array of ciphertexts (little-endian), NULL where None.
-fn ciphertext_array(values: &[Option<Integer>], width: usize) -> ArrayRef {
+fn ciphertext_array(values: &[Option<Integer>], width: usize) -> Result<ArrayRef> {
     let mut buf = vec![0u8; values.len() * width];
     for (out, v) in buf.chunks_exact_mut(width).zip(values) {
         if let Some(v) = v {
-            v.write_digits(&mut out[..v.significant_digits::<u8>()], Order::Lsf);
+            write_le(v, out);
         }
     }
-    let nulls = NullBuffer::from_iter(values.iter().map(Option::is_some));
-    let nulls = (nulls.null_count() > 0).then_some(nulls);
-    // The buffer holds exactly len · width bytes and the null buffer len bits: this cannot fail.
-    Arc::new(
-        FixedSizeBinaryArray::try_new(width as i32, Buffer::from(buf), nulls)
-            .unwrap_or_else(|_| FixedSizeBinaryArray::new_null(width as i32, 0)),
-    )
+    fixed_size_binary(buf, width, values.iter().map(Option::is_some))
+        .map(|a| Arc::new(a) as ArrayRef)
+        .map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 #[cfg(test)]
