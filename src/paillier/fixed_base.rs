@@ -27,20 +27,26 @@ impl FixedBaseTable {
                 b %= modulus;
             }
         }
-        let rows = starts
-            .into_par_iter()
-            .map(|start| {
-                let mut row = Vec::with_capacity(255);
-                let mut acc = start.clone();
+        let row = |start: Integer| {
+            let mut row = Vec::with_capacity(255);
+            let mut acc = start.clone();
+            row.push(acc.clone());
+            for _ in 2..=255 {
+                acc *= &start;
+                acc %= modulus;
                 row.push(acc.clone());
-                for _ in 2..=255 {
-                    acc *= &start;
-                    acc %= modulus;
-                    row.push(acc.clone());
-                }
-                row
-            })
-            .collect();
+            }
+            row
+        };
+        // Rows in parallel, except on a rayon worker: the table is built inside the key's
+        // OnceLock, and a worker waiting for a parallel job steals other jobs meanwhile; one of
+        // them (another encryption of the same batch) would re-enter that initialisation and
+        // deadlock. The other workers wait on the OnceLock anyway.
+        let rows = if rayon::current_thread_index().is_some() {
+            starts.into_iter().map(row).collect()
+        } else {
+            starts.into_par_iter().map(row).collect()
+        };
         FixedBaseTable {
             rows,
             modulus: modulus.clone(),
