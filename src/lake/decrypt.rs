@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 use rug::Integer;
 
-use super::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
+use super::schema::{is_average, EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
 use super::values::{average_array, to_plain_array};
 use crate::error::{Error, Result};
 use crate::paillier::PrivateKey;
@@ -64,14 +64,9 @@ pub fn decrypt_batch(
                 let name = field.name();
                 let what =
                     |i: usize| format!("{source}: row {}, column `{name}`", first_row + i as u64);
-                let kind = field.metadata().get(META_AGGREGATE);
-                let values = decrypt_column(sk, array, kind.is_some(), &what)?;
-                columns.push(if kind.is_some_and(|k| k == "avg" || k == "share") {
-                    let rows = aggregate_rows(array).unwrap_or_default();
-                    average_array(values, &rows, col.scale, &col.plain_type, &what)?
-                } else {
-                    to_plain_array(values, &col.plain_type, &what)?
-                });
+                let aggregate = field.metadata().contains_key(META_AGGREGATE);
+                let values = decrypt_column(sk, array, aggregate, &what)?;
+                columns.push(plain_column(values, field, &col, array, &what)?);
             }
         }
     }
@@ -89,8 +84,29 @@ pub fn binary_values(array: &ArrayRef) -> Option<Vec<Option<&[u8]>>> {
     })
 }
 
+/// Decrypted values of the encrypted column `field` (values in `array`) → its plain array. An
+/// average is divided by the row count that trails each of its values.
+pub(crate) fn plain_column(
+    values: Vec<Option<Integer>>,
+    field: &Field,
+    col: &EncryptedColumn,
+    array: &ArrayRef,
+    what: &dyn Fn(usize) -> String,
+) -> Result<ArrayRef> {
+    if field
+        .metadata()
+        .get(META_AGGREGATE)
+        .is_some_and(|a| is_average(a))
+    {
+        let rows = aggregate_rows(array).unwrap_or_default();
+        average_array(values, &rows, col.scale, &col.plain_type, what)
+    } else {
+        to_plain_array(values, &col.plain_type, what)
+    }
+}
+
 /// The row counts that trail the values of an aggregate column (None for NULL or malformed).
-pub fn aggregate_rows(array: &ArrayRef) -> Option<Vec<Option<u64>>> {
+fn aggregate_rows(array: &ArrayRef) -> Option<Vec<Option<u64>>> {
     Some(
         binary_values(array)?
             .into_iter()

@@ -20,6 +20,11 @@ pub const META_PLAIN_TYPE: &str = "cipherlake.plain_type";
 /// Its presence means each value is `W` ciphertext bytes followed by an 8-byte little-endian
 /// count of the rows that contributed.
 pub const META_AGGREGATE: &str = "cipherlake.aggregate";
+/// Whether an aggregate of this `cipherlake.aggregate` tag decrypts to its sum ÷ its rows.
+pub fn is_average(tag: &str) -> bool {
+    matches!(tag, "avg" | "share")
+}
+
 /// Bytes of the trailing row count of an aggregate value.
 pub const ROWS_BYTES: usize = 8;
 
@@ -73,9 +78,7 @@ impl EncryptedColumn {
         let plain_type = DataType::from_str(plain)
             .map_err(|_| bad(&format!("{META_PLAIN_TYPE} `{plain}` is not an Arrow type")))?;
         // An average decrypts to Float64 (sum ÷ rows) even though the sum was an integer.
-        let average = md
-            .get(META_AGGREGATE)
-            .is_some_and(|a| a == "avg" || a == "share");
+        let average = md.get(META_AGGREGATE).is_some_and(|a| is_average(a));
         let supported =
             is_supported_plain_type(&plain_type) || (average && plain_type == DataType::Float64);
         if !supported {

@@ -14,10 +14,9 @@ use rug::Integer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::decrypt::{aggregate_rows, binary_values, decrypted_schema};
+use super::decrypt::{binary_values, decrypted_schema, plain_column};
 use super::io::Progress;
 use super::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
-use super::values::{average_array, to_plain_array};
 use crate::error::{Error, Result};
 use crate::paillier::keyfile::{b64_decode, b64_encode};
 use crate::paillier::threshold::{
@@ -407,9 +406,11 @@ pub fn combine_result(
                 columns.push(array.clone());
                 continue;
             };
-            let kind = field.metadata().get(META_AGGREGATE);
             // A share (AVG of a flag) times its rows is a count: suppressed alike.
-            let is_count = kind.is_some_and(|a| a == "count" || a == "share");
+            let is_count = field
+                .metadata()
+                .get(META_AGGREGATE)
+                .is_some_and(|a| a == "count" || a == "share");
             let values: Vec<Option<Integer>> = (0..batch.num_rows() as u64)
                 .map(|r| {
                     let v = plain.get(&(field.name().clone(), offset + r)).cloned()?;
@@ -428,12 +429,7 @@ pub fn combine_result(
                     offset + i as u64 + 1
                 )
             };
-            columns.push(if kind.is_some_and(|a| a == "avg" || a == "share") {
-                let rows = aggregate_rows(array).unwrap_or_default();
-                average_array(values, &rows, col.scale, &col.plain_type, &what)?
-            } else {
-                to_plain_array(values, &col.plain_type, &what)?
-            });
+            columns.push(plain_column(values, field, &col, array, &what)?);
         }
         out.batches.push(RecordBatch::try_new(out_schema, columns)?);
         offset += batch.num_rows() as u64;

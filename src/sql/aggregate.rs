@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
 use super::common::{
     sum_plain_type, CipherInput, CipherSumAccumulator, CipherSumGroupsAccumulator,
 };
-use crate::lake::schema::MAX_SCALE;
+use crate::lake::schema::{is_average, MAX_SCALE};
 
 /// Which encrypted aggregate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,7 +87,7 @@ impl CipherAggregate {
         let name = &input.name;
         let plain = &input.column.plain_type;
         match (self.kind, input.aggregate.as_deref()) {
-            (_, Some("avg" | "share")) => {
+            (_, Some(a)) if is_average(a) => {
                 return plan_err!(
                     "{called}({name}): `{name}` is already an average; aggregate the sums instead (an average of averages weighs groups wrongly)"
                 )
