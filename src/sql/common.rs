@@ -65,13 +65,17 @@ pub struct CipherInput {
     pub column: EncryptedColumn,
     /// The modulus.
     pub key: CipherKey,
-    /// Whether values are aggregate values (ciphertext + row count) rather than ciphertexts.
-    pub is_aggregate: bool,
-    /// For aggregate values, the function that made them (`sum`, `count`, `avg`).
+    /// For aggregate values (ciphertext + row count), what they are (`sum`, `count`, `avg`,
+    /// `share`); None for ciphertexts.
     pub aggregate: Option<String>,
 }
 
 impl CipherInput {
+    /// Whether values are aggregate values rather than ciphertexts.
+    pub fn is_aggregate(&self) -> bool {
+        self.aggregate.is_some()
+    }
+
     /// Reads an input field: it must be an encrypted column registered with its public key.
     pub fn from_field(function: &str, field: &Field) -> Result<Self> {
         let name = field.name();
@@ -97,10 +101,9 @@ impl CipherInput {
         };
         let key = CipherKey::from_base64(modulus, name)?;
         let aggregate = field.metadata().get(META_AGGREGATE).cloned();
-        let is_aggregate = aggregate.is_some();
         match field.data_type() {
             DataType::FixedSizeBinary(w) => {
-                let want = key.width + if is_aggregate { ROWS_BYTES } else { 0 };
+                let want = key.width + if aggregate.is_some() { ROWS_BYTES } else { 0 };
                 if *w as usize != want {
                     return plan_err!("{function}({name}): values are {w} bytes wide but the key's ciphertexts take {want}");
                 }
@@ -112,7 +115,6 @@ impl CipherInput {
             name: name.clone(),
             column,
             key,
-            is_aggregate,
             aggregate,
         })
     }
@@ -289,7 +291,7 @@ impl CipherSumAccumulator {
 
 impl Accumulator for CipherSumAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let aggregate = self.input.is_aggregate;
+        let aggregate = self.input.is_aggregate();
         self.add(&values[0], aggregate)
     }
 
@@ -388,7 +390,7 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let aggregate = self.input.is_aggregate;
+        let aggregate = self.input.is_aggregate();
         self.add(
             &values[0],
             aggregate,
@@ -429,7 +431,7 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         let key = &self.input.key;
         for_each_value(
             &self.input,
-            self.input.is_aggregate,
+            self.input.is_aggregate(),
             &values[0],
             opt_filter,
             |i, bytes, k| {

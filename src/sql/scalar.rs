@@ -122,7 +122,7 @@ struct Plan {
 
 fn cipher_arg(called: &str, field: &Field) -> Result<CipherInput> {
     let input = CipherInput::from_field(called, field)?;
-    if input.is_aggregate {
+    if input.is_aggregate() {
         let name = &input.name;
         return plan_err!(
             "{called}({name}): `{name}` is an aggregate result; per-row arithmetic runs before aggregating, e.g. SUM(x + y) rather than SUM(x) + SUM(y)"
