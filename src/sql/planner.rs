@@ -44,14 +44,6 @@ pub fn call(op: Op, args: Vec<Expr>) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(udf(op), args))
 }
 
-/// `-x` on a ciphertext is `paillier_neg(x)`.
-fn negate_cipher(e: Expr, schema: &DFSchema) -> Expr {
-    match e {
-        Expr::Negative(inner) if is_encrypted(&inner, schema) => call(Op::Neg, vec![*inner]),
-        e => e,
-    }
-}
-
 /// `-k` for a plaintext operand: a negated literal stays a literal (so a decimal constant's
 /// digits are still known at planning).
 fn negate_plain(e: Expr) -> Result<Expr> {
@@ -91,7 +83,6 @@ impl ExprPlanner for CipherPlanner {
         }
         .unwrap_or_else(|| "?".into());
         let text = format!("{left} {op} {right}");
-        let (left, right) = (negate_cipher(left, schema), negate_cipher(right, schema));
         let planned = match (&op, le, re) {
             (BinaryOperator::Plus, true, true) => call(Op::Add, vec![left, right]),
             (BinaryOperator::Plus, true, false) => call(Op::AddPlain, vec![left, right]),

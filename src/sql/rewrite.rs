@@ -4,7 +4,8 @@
 //!   for an encrypted boolean) / `paillier_avg(x)` when `x` is encrypted, and into DataFusion's own
 //!   `sum` / `avg` otherwise;
 //! - `-x` on a ciphertext into `paillier_neg(x)` (DataFusion would otherwise pass the field, and
-//!   its key metadata, through unchanged: the value would decrypt without its sign).
+//!   its key metadata, through unchanged: the value would decrypt without its sign). SQL never
+//!   gets here with it (`statement.rs` writes `-x` as `0 - x`); a DataFrame's `-col(…)` does.
 //!
 //! Output names are kept (`sum(admissions.cost)` stays the column's name), so the rest of the plan
 //! is untouched; `EXPLAIN` shows the functions that run.
@@ -137,5 +138,62 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             Ok(Transformed::yes(call(Op::Neg, vec![*inner])))
         }
         e => Ok(Transformed::no(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::prelude::col;
+
+    use crate::lake::decrypt::decrypt_batch;
+    use crate::lake::encrypt::encrypt_values;
+    use crate::lake::schema::EncryptedColumn;
+    use crate::paillier::hazmat;
+    use crate::paillier::keyfile::b64_encode;
+    use crate::sql::common::META_MODULUS;
+    use crate::sql::{session, KeyRing};
+
+    /// The DataFrame API builds `Expr::Negative` directly (SQL never does): it must become
+    /// `paillier_neg`, or the value would decrypt without its sign.
+    #[tokio::test]
+    async fn dataframe_negation_becomes_paillier_neg() {
+        let sk = hazmat::fixture_key_512();
+        let pk = sk.public_key();
+        let column = EncryptedColumn {
+            key_id: pk.key_id().into(),
+            scale: 0,
+            plain_type: DataType::Int64,
+        };
+        let mut md = column.metadata();
+        md.insert(META_MODULUS.into(), b64_encode(pk.n()));
+        let field = Field::new(
+            "c",
+            DataType::FixedSizeBinary(pk.ciphertext_width() as i32),
+            true,
+        )
+        .with_metadata(md);
+        let values = encrypt_values(pk, &[Some(5), None, Some(-7)]).unwrap();
+        let batch =
+            RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![Arc::new(values)])
+                .unwrap();
+        let ctx = session(KeyRing::new(), Some(1));
+        let df = ctx
+            .read_batch(batch)
+            .unwrap()
+            .select(vec![(-col("c")).alias("n")])
+            .unwrap();
+        let plan = format!(
+            "{}",
+            df.clone().into_optimized_plan().unwrap().display_indent()
+        );
+        assert!(plan.contains("paillier_neg(?table?.c)"), "{plan}");
+        let out = df.collect().await.unwrap();
+        let plain = decrypt_batch(&sk, &out[0], 1, "result").unwrap();
+        let got: Vec<Option<i64>> = plain.column(0).as_primitive::<Int64Type>().iter().collect();
+        assert_eq!(got, vec![Some(-5), None, Some(7)]);
     }
 }
