@@ -6,11 +6,13 @@
 //! - `paillier_avg(x)`: the sum and the row count, decrypted as sum ÷ rows (Float64 for
 //!   integers and booleans, a share of TRUE for a flag; Decimal128(38, s + 4) for decimals).
 
+use std::sync::{Arc, OnceLock};
+
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 
 use super::common::{
@@ -30,6 +32,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every encrypted aggregate, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [Kind; 3] = [Kind::Sum, Kind::Count, Kind::Avg];
+
     /// The SQL name.
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +52,15 @@ impl Kind {
             Kind::Avg => "avg",
         }
     }
+}
+
+/// The shared instance of each aggregate, for the session and for plans built in code (the
+/// rewrite of `SUM`/`AVG`).
+pub fn udaf(kind: Kind) -> Arc<AggregateUDF> {
+    static UDAFS: OnceLock<[Arc<AggregateUDF>; 3]> = OnceLock::new();
+    let all = UDAFS
+        .get_or_init(|| Kind::ALL.map(|k| Arc::new(AggregateUDF::from(CipherAggregate::new(k)))));
+    Arc::clone(&all[kind as usize])
 }
 
 /// The plain type an average decrypts to.
@@ -177,8 +191,6 @@ impl AggregateUDFImpl for CipherAggregate {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use datafusion::arrow::datatypes::Field;
 
     use super::*;

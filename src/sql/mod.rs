@@ -20,7 +20,7 @@ use datafusion::logical_expr::AggregateUDF;
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use aggregate::{CipherAggregate, Kind};
+use aggregate::Kind;
 use planner::SqlAggregate;
 use scalar::Op;
 pub use statement::{plan, plan_statement};
@@ -29,8 +29,8 @@ pub use table::{encrypted_table, EncryptedTableFactory, KeyRing};
 /// Registers cipherlake's functions on a session: the encrypted aggregates, the per-row
 /// functions, and `sum`/`avg` that plan as the encrypted aggregates on encrypted columns.
 pub fn register_all(ctx: &SessionContext) {
-    for kind in [Kind::Sum, Kind::Count, Kind::Avg] {
-        ctx.register_udaf(AggregateUDF::from(CipherAggregate::new(kind)));
+    for kind in Kind::ALL {
+        ctx.register_udaf(aggregate::udaf(kind).as_ref().clone());
     }
     for op in Op::ALL {
         ctx.register_udf(scalar::udf(op).as_ref().clone());

@@ -18,12 +18,10 @@ use datafusion::common::{plan_err, DFSchema, Result};
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{
-    AggregateUDF, Expr, ExprSchemable, LogicalPlan, WindowFunctionDefinition,
-};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFunctionDefinition};
 use datafusion::optimizer::AnalyzerRule;
 
-use super::aggregate::CipherAggregate;
+use super::aggregate::udaf;
 use super::check::encrypted_column_in;
 use super::planner::{call, is_encrypted, SqlAggregate};
 use super::scalar::Op;
@@ -94,7 +92,7 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                             f.params.args[0]
                         );
                     }
-                    Arc::new(AggregateUDF::from(CipherAggregate::new(kind)))
+                    udaf(kind)
                 }
                 None => Arc::clone(sql.builtin()),
             };

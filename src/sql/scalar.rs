@@ -61,7 +61,7 @@ impl Op {
         }
     }
 
-    /// Every per-row function.
+    /// Every per-row function, in declaration order (`op as usize` indexes it).
     pub const ALL: [Op; 4] = [Op::Add, Op::Neg, Op::Mul, Op::AddPlain];
 }
 
@@ -70,7 +70,7 @@ pub fn udf(op: Op) -> Arc<ScalarUDF> {
     static UDFS: OnceLock<[Arc<ScalarUDF>; 4]> = OnceLock::new();
     let all =
         UDFS.get_or_init(|| Op::ALL.map(|op| Arc::new(ScalarUDF::from(CipherScalar::new(op)))));
-    Arc::clone(&all[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)])
+    Arc::clone(&all[op as usize])
 }
 
 /// A per-row function on ciphertexts.
