@@ -13,7 +13,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, BinaryOperator, Expr as SqlExpr, Query, SetExpr,
-    UnaryOperator, Value, Visit, Visitor,
+    Statement as SqlStatement, UnaryOperator, Value, Visit, Visitor,
 };
 
 use crate::lake::schema::META_KEY_ID;
@@ -23,10 +23,8 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
     let mut statements = DFParser::parse_sql(sql)?;
     match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => plan_statement(ctx, s).await,
-        (None, _) => datafusion::common::plan_err!("no SQL statement given"),
-        (Some(_), false) => {
-            datafusion::common::plan_err!("give one SQL statement at a time (found several)")
-        }
+        (None, _) => plan_err!("no SQL statement given"),
+        (Some(_), false) => plan_err!("give one SQL statement at a time (found several)"),
     }
 }
 
@@ -37,6 +35,8 @@ pub async fn plan_statement(ctx: &SessionContext, mut statement: Statement) -> R
     if !names.is_empty() {
         rewrite(&mut statement, &names);
     }
+    // Worked out before planning, which consumes the statement; it is a walk of the syntax tree,
+    // cheaper than keeping a copy for the rare failure.
     let diagnosis = (!names.is_empty())
         .then(|| diagnose(&statement, &names))
         .flatten();
@@ -92,22 +92,41 @@ fn diagnose(statement: &Statement, names: &HashSet<String>) -> Option<String> {
         }
         ControlFlow::Continue(())
     };
-    if let Some(why) = bare_predicate(statement, names) {
+    let sql = Sql::of(statement)?;
+    if let Some(why) = bare_predicate(&sql, names) {
         return Some(why);
     }
-    match statement {
-        Statement::Statement(s) => {
-            let _ = visit_expressions(s.as_ref(), &mut check);
-        }
-        Statement::Explain(e) => return diagnose(&e.statement, names),
-        Statement::CopyTo(c) => {
-            if let CopyToSource::Query(q) = &c.source {
-                let _ = visit_expressions(q.as_ref(), &mut check);
-            }
-        }
-        _ => {}
-    }
+    let _ = visit_expressions(&sql, &mut check);
     found
+}
+
+/// The SQL inside a DataFusion statement (looking through EXPLAIN and COPY), to visit.
+enum Sql<'a> {
+    Statement(&'a SqlStatement),
+    Query(&'a Query),
+}
+
+impl<'a> Sql<'a> {
+    fn of(statement: &'a Statement) -> Option<Self> {
+        match statement {
+            Statement::Statement(s) => Some(Sql::Statement(s)),
+            Statement::Explain(e) => Sql::of(&e.statement),
+            Statement::CopyTo(c) => match &c.source {
+                CopyToSource::Query(q) => Some(Sql::Query(q)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl Visit for Sql<'_> {
+    fn visit<V: Visitor>(&self, visitor: &mut V) -> ControlFlow<V::Break> {
+        match self {
+            Sql::Statement(s) => s.visit(visitor),
+            Sql::Query(q) => q.visit(visitor),
+        }
+    }
 }
 
 /// Lowercase names of the encrypted columns of the tables `statement` reads.
@@ -129,7 +148,7 @@ async fn encrypted_names(ctx: &SessionContext, statement: &Statement) -> Result<
 
 /// `WHERE flag` or `HAVING flag` on an encrypted boolean: DataFusion refuses a binary predicate
 /// without saying why.
-fn bare_predicate(statement: &Statement, names: &HashSet<String>) -> Option<String> {
+fn bare_predicate(sql: &Sql, names: &HashSet<String>) -> Option<String> {
     struct Predicates<'a>(&'a HashSet<String>);
     impl Visitor for Predicates<'_> {
         type Break = String;
@@ -148,13 +167,7 @@ fn bare_predicate(statement: &Statement, names: &HashSet<String>) -> Option<Stri
             ControlFlow::Continue(())
         }
     }
-    let mut v = Predicates(names);
-    let flow = match statement {
-        Statement::Statement(s) => s.visit(&mut v),
-        Statement::Explain(e) => return bare_predicate(&e.statement, names),
-        _ => ControlFlow::Continue(()),
-    };
-    match flow {
+    match sql.visit(&mut Predicates(names)) {
         ControlFlow::Break(why) => Some(why),
         ControlFlow::Continue(()) => None,
     }
