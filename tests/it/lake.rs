@@ -57,18 +57,12 @@ b,2025,99999999.99,2147483648,true,big
 fn csv_round_trips_exactly_through_encrypt_and_decrypt() {
     let dir = with_key();
     dir.write("in.csv", ADMISSIONS);
-    dir.run(&[
-        "encrypt",
-        "--key",
+    dir.encrypt(
         "k/public.json",
-        "--input",
         "in.csv",
-        "--encrypt",
         "cost:2,length_of_stay,diabetic",
-        "--output",
         "lake/adm.parquet",
-        "--quiet",
-    ])
+    )
     .ok();
     let info = dir
         .run(&["inspect", "lake/adm.parquet", "--format", "json"])
@@ -87,15 +81,11 @@ fn csv_round_trips_exactly_through_encrypt_and_decrypt() {
     let raw = std::fs::read(dir.path("lake/adm.parquet")).unwrap();
     assert!(!raw.windows(11).any(|w| w == b"99999999.99"));
 
-    dir.run(&[
-        "decrypt",
-        "--key",
+    dir.decrypt(
         "k/private.json",
-        "--input",
         "lake/adm.parquet",
-        "--output",
-        "out.csv",
-    ])
+        &["--output", "out.csv"],
+    )
     .ok();
     assert_eq!(cells(&dir.read("out.csv")), cells(ADMISSIONS));
 }
@@ -115,27 +105,15 @@ fn folder_of_files_and_an_empty_file() {
         assert!(dir.path(f).exists(), "{f}");
     }
     let out = dir
-        .run(&[
-            "decrypt",
-            "--key",
-            "k/private.json",
-            "--input",
-            "lake",
-            "--format",
-            "csv",
-        ])
+        .decrypt("k/private.json", "lake", &["--format", "csv"])
         .ok();
     assert_eq!(cells(&out), cells("id,cost\n1,10\n2,-20\n3,30\n"));
     let empty = dir
-        .run(&[
-            "decrypt",
-            "--key",
+        .decrypt(
             "k/private.json",
-            "--input",
             "lake/hospital=b/part-0.parquet",
-            "--format",
-            "csv",
-        ])
+            &["--format", "csv"],
+        )
         .ok();
     assert_eq!(cells(&empty), cells("id,cost\n"));
 }
@@ -167,28 +145,18 @@ fn parquet_input_keeps_types_and_scales() {
     w.write(&batch).unwrap();
     w.close().unwrap();
 
-    dir.run(&[
-        "encrypt",
-        "--key",
+    dir.encrypt(
         "k/public.json",
-        "--input",
         "in.parquet",
-        "--encrypt",
         "n32,dec,f:3,flag",
-        "--output",
         "enc.parquet",
-        "-q",
-    ])
+    )
     .ok();
-    dir.run(&[
-        "decrypt",
-        "--key",
+    dir.decrypt(
         "k/private.json",
-        "--input",
         "enc.parquet",
-        "--output",
-        "dec.parquet",
-    ])
+        &["--output", "dec.parquet"],
+    )
     .ok();
     let got = read_parquet(&dir.path("dec.parquet"));
     assert_eq!(got.column(0).as_ref(), batch.column(0).as_ref());
@@ -272,15 +240,11 @@ fn a_file_written_from_the_format_doc_alone_decrypts() {
     w.close().unwrap();
 
     let out = dir
-        .run(&[
-            "decrypt",
-            "--key",
+        .decrypt(
             "k/private.json",
-            "--input",
             "third_party.parquet",
-            "--format",
-            "csv",
-        ])
+            &["--format", "csv"],
+        )
         .ok();
     assert_eq!(
         cells(&out),
@@ -346,58 +310,22 @@ fn bad_inputs_get_clear_errors_and_write_nothing() {
     );
     encrypt_fails(&dir, "missing.csv", "cost", &["missing.csv"]);
     encrypt_fails(&dir, "in.csv", "cost:2,cost", &["twice"]);
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "nokey.json",
-        "--input",
-        "in.csv",
-        "--encrypt",
-        "cost:2",
-        "--output",
-        "out/x.parquet",
-    ])
-    .fails_with(&["nokey.json"]);
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "k/private.json",
-        "--input",
-        "in.csv",
-        "--encrypt",
-        "cost:2",
-        "--output",
-        "out/x.parquet",
-    ])
-    .fails_with(&["private key", "public.json"]);
+    dir.encrypt_with("nokey.json", "in.csv", "cost:2", "out/x.parquet", &[])
+        .fails_with(&["nokey.json"]);
+    dir.encrypt_with("k/private.json", "in.csv", "cost:2", "out/x.parquet", &[])
+        .fails_with(&["private key", "public.json"]);
     // An existing output is kept unless --force.
     dir.write("out/x.parquet", "precious");
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "k/public.json",
-        "--input",
-        "in.csv",
-        "--encrypt",
-        "cost:2",
-        "--output",
-        "out/x.parquet",
-    ])
-    .fails_with(&["out/x.parquet", "already exists"]);
+    dir.encrypt_with("k/public.json", "in.csv", "cost:2", "out/x.parquet", &[])
+        .fails_with(&["out/x.parquet", "already exists"]);
     assert_eq!(dir.read("out/x.parquet"), "precious");
-    dir.run(&[
-        "encrypt",
-        "--key",
+    dir.encrypt_with(
         "k/public.json",
-        "--input",
         "in.csv",
-        "--encrypt",
         "cost:2",
-        "--output",
         "out/x.parquet",
-        "--force",
-        "-q",
-    ])
+        &["--force", "-q"],
+    )
     .ok();
 }
 
@@ -414,20 +342,12 @@ fn decrypt_refuses_another_key_naming_both() {
             .unwrap()
             .to_owned()
     };
-    dir.run(&[
-        "decrypt",
-        "--key",
-        "other/private.json",
-        "--input",
-        "e.parquet",
-        "--output",
-        "d.csv",
-    ])
-    .fails_with(&[
-        &kid("k/public.json"),
-        &kid("other/public.json"),
-        "`cost`",
-        "e.parquet",
-    ]);
+    dir.decrypt("other/private.json", "e.parquet", &["--output", "d.csv"])
+        .fails_with(&[
+            &kid("k/public.json"),
+            &kid("other/public.json"),
+            "`cost`",
+            "e.parquet",
+        ]);
     assert!(!dir.path("d.csv").exists());
 }

@@ -34,18 +34,12 @@ async fn every_query_in_queries_matches_plaintext() {
         let plain = dir.path(&format!("plain/hospital={h}/admissions.csv"));
         std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
         synth::write_admissions(&plain, i, 300 + 50 * i, 42).unwrap();
-        dir.run(&[
-            "encrypt",
-            "--key",
+        dir.encrypt(
             "keys/public.json",
-            "--input",
             plain.to_str().unwrap(),
-            "--encrypt",
             "cost:2,length_of_stay,diabetic",
-            "--output",
             &format!("lake/hospital={h}/admissions.parquet"),
-            "--quiet",
-        ])
+        )
         .ok();
     }
     let queries = concat!(env!("CARGO_MANIFEST_DIR"), "/queries");
@@ -78,15 +72,7 @@ async fn every_query_in_queries_matches_plaintext() {
             ])
             .ok();
             let decrypted = dir
-                .run(&[
-                    "decrypt",
-                    "--key",
-                    "keys/private.json",
-                    "--input",
-                    &encrypted,
-                    "--format",
-                    "csv",
-                ])
+                .decrypt("keys/private.json", &encrypted, &["--format", "csv"])
                 .ok();
             let sql = std::fs::read_to_string(&file).unwrap();
             let expected = plaintext_csv(&dir, &sql).await;
@@ -102,44 +88,28 @@ fn table_output_tags_ciphertexts_and_never_needs_a_private_key() {
     dir.write("in/hospital=a/x.csv", "region,cost\nnorth,10.5\nsouth,2\n");
     dir.encrypt("keys/public.json", "in", "cost:2", "lake").ok();
     let out = dir
-        .run(&[
-            "query",
-            "--key",
+        .query(
             "keys/public.json",
-            "--table",
             "t=lake",
-            "-c",
             "SELECT hospital, paillier_sum(cost) AS c FROM t GROUP BY hospital",
-        ])
+            &[],
+        )
         .ok();
     assert!(out.contains("enc:") && out.contains("rows=2"), "{out}");
     // JSON carries the whole value: W ciphertext bytes + 8 count bytes, in hex.
     let json = dir
-        .run(&[
-            "query",
-            "--key",
+        .query(
             "keys/public.json",
-            "--table",
             "t=lake",
-            "-c",
             "SELECT paillier_sum(cost) AS c FROM t",
-            "--format",
-            "json",
-        ])
+            &["--format", "json"],
+        )
         .ok();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v[0]["c"].as_str().unwrap().len(), 2 * (512 + 8));
     // A private key is refused on the query path.
-    dir.run(&[
-        "query",
-        "--key",
-        "keys/private.json",
-        "--table",
-        "t=lake",
-        "-c",
-        "SELECT 1",
-    ])
-    .fails_with(&["private key", "public.json"]);
+    dir.query("keys/private.json", "t=lake", "SELECT 1", &[])
+        .fails_with(&["private key", "public.json"]);
     // Without the public key the aggregate says which key it needs.
     let kid = serde_json::from_str::<serde_json::Value>(&dir.read("keys/public.json")).unwrap()
         ["key_id"]
@@ -176,21 +146,13 @@ fn mixed_keys_in_one_column_are_refused_at_registration_naming_the_files() {
         "lake/hospital=b/a.parquet",
     )
     .ok();
-    dir.run(&[
-        "query",
-        "--key",
-        "k1/public.json",
-        "--table",
-        "t=lake",
-        "-c",
-        "SELECT count(*) FROM t",
-    ])
-    .fails_with(&[
-        "`cost`",
-        "hospital=a/a.parquet",
-        "hospital=b/a.parquet",
-        "key id",
-    ]);
+    dir.query("k1/public.json", "t=lake", "SELECT count(*) FROM t", &[])
+        .fails_with(&[
+            "`cost`",
+            "hospital=a/a.parquet",
+            "hospital=b/a.parquet",
+            "key id",
+        ]);
 }
 
 #[test]
@@ -216,15 +178,7 @@ fn create_external_table_and_file_urls() {
     ])
     .ok();
     let out = dir
-        .run(&[
-            "decrypt",
-            "--key",
-            "k/private.json",
-            "--input",
-            "r.parquet",
-            "--format",
-            "csv",
-        ])
+        .decrypt("k/private.json", "r.parquet", &["--format", "csv"])
         .ok();
     assert_eq!(out, "hospital,s\na,12\nb,-2\n");
     // --table with a file:// URL and a glob.
@@ -244,15 +198,7 @@ fn create_external_table_and_file_urls() {
     ])
     .ok();
     let out = dir
-        .run(&[
-            "decrypt",
-            "--key",
-            "k/private.json",
-            "--input",
-            "u.parquet",
-            "--format",
-            "csv",
-        ])
+        .decrypt("k/private.json", "u.parquet", &["--format", "csv"])
         .ok();
     assert_eq!(out, "src,s\ng,12\nt,10\n");
 }
@@ -308,15 +254,7 @@ fn a_union_of_columns_under_different_keys_is_refused() {
     // The same key and scale on both sides is fine.
     query("SELECT paillier_sum(c) AS s FROM (SELECT c FROM t1 UNION ALL SELECT c FROM t1)").ok();
     let out = dir
-        .run(&[
-            "decrypt",
-            "--key",
-            "k1/private.json",
-            "--input",
-            "r.parquet",
-            "--format",
-            "csv",
-        ])
+        .decrypt("k1/private.json", "r.parquet", &["--format", "csv"])
         .ok();
     assert_eq!(out, "s\n24\n");
 }
@@ -332,19 +270,12 @@ fn explain_shows_the_rewritten_plan_and_refusals_exit_nonzero() {
     dir.encrypt("keys/public.json", "in", "cost:2,stay,flag", "lake")
         .ok();
     let query_to = |sql: &str, format: &str, output: &str| {
-        dir.run(&[
-            "query",
-            "--key",
+        dir.query(
             "keys/public.json",
-            "--table",
             "t=lake",
-            "-c",
             sql,
-            "--format",
-            format,
-            "--output",
-            output,
-        ])
+            &["--format", format, "--output", output],
+        )
     };
     let query = |sql: &str| query_to(sql, "csv", "-");
     let plan = query(
@@ -377,15 +308,7 @@ fn explain_shows_the_rewritten_plan_and_refusals_exit_nonzero() {
     .ok();
     assert!(out.is_empty(), "{out}");
     let plain = dir
-        .run(&[
-            "decrypt",
-            "--key",
-            "keys/private.json",
-            "--input",
-            "r.parquet",
-            "--format",
-            "csv",
-        ])
+        .decrypt("keys/private.json", "r.parquet", &["--format", "csv"])
         .ok();
     assert_eq!(
         plain,

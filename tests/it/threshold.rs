@@ -100,18 +100,12 @@ fn setup() -> Dir {
         let csv = dir.path(&format!("{h}.csv"));
         cipherlake::synth::write_admissions(&csv, i, 120, 9).unwrap();
         for (key, lake) in [("keys", "lake"), ("single", "lake1")] {
-            dir.run(&[
-                "encrypt",
-                "--key",
+            dir.encrypt(
                 &format!("{key}/public.json"),
-                "--input",
                 csv.to_str().unwrap(),
-                "--encrypt",
                 "cost:2,length_of_stay,diabetic",
-                "--output",
                 &format!("{lake}/hospital={h}/part.parquet"),
-                "-q",
-            ])
+            )
             .ok();
         }
     }
@@ -119,17 +113,12 @@ fn setup() -> Dir {
         ("keys", "lake", "r.parquet"),
         ("single", "lake1", "r1.parquet"),
     ] {
-        dir.run(&[
-            "query",
-            "--key",
+        dir.query(
             &format!("{key}/public.json"),
-            "--table",
             &format!("admissions={lake}"),
-            "-c",
             QUERY,
-            "--output",
-            out,
-        ])
+            &["--output", out],
+        )
         .ok();
     }
     dir
@@ -156,15 +145,7 @@ fn partial(dir: &Dir, party: &str, input: &str, out: &str) -> crate::util::Run {
 fn three_hospitals_every_pair_decrypts_the_same_as_a_single_key() {
     let dir = setup();
     let single = dir
-        .run(&[
-            "decrypt",
-            "--key",
-            "single/private.json",
-            "--input",
-            "r1.parquet",
-            "--format",
-            "csv",
-        ])
+        .decrypt("single/private.json", "r1.parquet", &["--format", "csv"])
         .ok();
     assert!(single.lines().count() >= 3, "{single}");
     for h in HOSPITALS {
@@ -244,17 +225,12 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
     // A duplicated party.
     combine(&["a.partial.json", "a.partial.json"]).fails_with(&["party a is given twice"]);
     // A partial made for another result file.
-    dir.run(&[
-        "query",
-        "--key",
+    dir.query(
         "keys/public.json",
-        "--table",
         "admissions=lake",
-        "-c",
         &QUERY.replace("ORDER BY region", "ORDER BY region DESC"),
-        "--output",
-        "r2.parquet",
-    ])
+        &["--output", "r2.parquet"],
+    )
     .ok();
     partial(&dir, "c", "r2.parquet", "c-other.partial.json").ok();
     combine(&["a.partial.json", "c-other.partial.json"])
@@ -351,30 +327,9 @@ fn small_decrypted_counts_and_shares_are_suppressed_averages_decrypt() {
         csv.push_str(&format!("{i},{}\n", i < 2));
     }
     dir.write("x.csv", csv);
-    dir.run(&[
-        "encrypt",
-        "--key",
-        "keys/public.json",
-        "--input",
-        "x.csv",
-        "--encrypt",
-        "cost,flag",
-        "--output",
-        "lake/x.parquet",
-        "-q",
-    ])
-    .ok();
-    dir.run(&[
-        "query",
-        "--key",
-        "keys/public.json",
-        "--table",
-        "t=lake",
-        "-c",
-        "SELECT SUM(cost) AS cost, SUM(flag) AS flagged, AVG(flag) AS share, AVG(cost) AS mean FROM t",
-        "--output",
-        "r.parquet",
-    ])
+    dir.encrypt("keys/public.json", "x.csv", "cost,flag", "lake/x.parquet")
+        .ok();
+    dir.query("keys/public.json", "t=lake", "SELECT SUM(cost) AS cost, SUM(flag) AS flagged, AVG(flag) AS share, AVG(cost) AS mean FROM t", &["--output", "r.parquet"])
     .ok();
     for p in ["a", "b"] {
         partial(&dir, p, "r.parquet", &format!("{p}.json")).ok();

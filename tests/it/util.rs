@@ -37,7 +37,19 @@ impl Dir {
 
     /// Runs `cipherlake encrypt --key KEY --input INPUT --encrypt COLUMNS --output OUTPUT -q`.
     pub fn encrypt(&self, key: &str, input: &str, columns: &str, output: &str) -> Run {
-        self.run(&[
+        self.encrypt_with(key, input, columns, output, &["-q"])
+    }
+
+    /// Runs `cipherlake encrypt --key KEY --input INPUT --encrypt COLUMNS --output OUTPUT EXTRA…`.
+    pub fn encrypt_with(
+        &self,
+        key: &str,
+        input: &str,
+        columns: &str,
+        output: &str,
+        extra: &[&str],
+    ) -> Run {
+        let args = [
             "encrypt",
             "--key",
             key,
@@ -47,8 +59,20 @@ impl Dir {
             columns,
             "--output",
             output,
-            "-q",
-        ])
+        ];
+        self.run(&[&args[..], extra].concat())
+    }
+
+    /// Runs `cipherlake query --key KEY --table TABLE -c SQL EXTRA…`.
+    pub fn query(&self, key: &str, table: &str, sql: &str, extra: &[&str]) -> Run {
+        let args = ["query", "--key", key, "--table", table, "-c", sql];
+        self.run(&[&args[..], extra].concat())
+    }
+
+    /// Runs `cipherlake decrypt --key KEY --input INPUT EXTRA…`.
+    pub fn decrypt(&self, key: &str, input: &str, extra: &[&str]) -> Run {
+        let args = ["decrypt", "--key", key, "--input", input];
+        self.run(&[&args[..], extra].concat())
     }
 
     /// Runs `cipherlake ARGS` in this folder.
