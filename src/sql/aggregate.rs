@@ -191,29 +191,12 @@ impl AggregateUDFImpl for CipherAggregate {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::Field;
-
     use super::*;
-    use crate::lake::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
-    use crate::paillier::hazmat;
-    use crate::paillier::keyfile::b64_encode;
-    use crate::sql::common::META_MODULUS;
+    use crate::lake::schema::{EncryptedColumn, META_AGGREGATE};
+    use crate::sql::common::fixture;
 
     fn field(plain_type: DataType, scale: u32, aggregate: Option<&str>) -> FieldRef {
-        let pk = hazmat::fixture_key_512().public_key().clone();
-        let col = EncryptedColumn {
-            key_id: pk.key_id().into(),
-            scale,
-            plain_type,
-        };
-        let mut md = col.metadata();
-        md.insert(META_MODULUS.into(), b64_encode(pk.n()));
-        let mut width = pk.ciphertext_width();
-        if let Some(a) = aggregate {
-            md.insert(META_AGGREGATE.into(), a.into());
-            width += ROWS_BYTES;
-        }
-        Arc::new(Field::new("x", DataType::FixedSizeBinary(width as i32), true).with_metadata(md))
+        fixture::field("x", scale, plain_type, aggregate)
     }
 
     fn result(kind: Kind, f: FieldRef) -> Result<(String, DataType)> {

@@ -449,35 +449,59 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
     }
 }
 
+/// Test support: the 512-bit fixture key, and encrypted fields under it as a registered table
+/// gives them (with the modulus).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::lake::encrypt::encrypt_values;
+pub(crate) mod fixture {
+    use std::collections::HashMap;
+    use std::sync::{Arc, OnceLock};
+
+    use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+
+    use super::META_MODULUS;
+    use crate::lake::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
     use crate::paillier::keyfile::b64_encode;
     use crate::paillier::{hazmat, PrivateKey};
-    use std::sync::OnceLock;
 
-    fn key() -> &'static PrivateKey {
+    /// The fixture key, built once.
+    pub(crate) fn key() -> &'static PrivateKey {
         static KEY: OnceLock<PrivateKey> = OnceLock::new();
         KEY.get_or_init(hazmat::fixture_key_512)
     }
 
-    fn input() -> CipherInput {
+    /// An encrypted field `name` at `scale` with `plain_type`; an aggregate of the given tag
+    /// (values W + 8 bytes wide) when `aggregate` is Some.
+    pub(crate) fn field(
+        name: &str,
+        scale: u32,
+        plain_type: DataType,
+        aggregate: Option<&str>,
+    ) -> FieldRef {
         let pk = key().public_key();
-        let col = EncryptedColumn {
+        let column = EncryptedColumn {
             key_id: pk.key_id().into(),
-            scale: 0,
-            plain_type: DataType::Int64,
+            scale,
+            plain_type,
         };
-        let mut md = col.metadata();
+        let mut md: HashMap<String, String> = column.metadata();
         md.insert(META_MODULUS.into(), b64_encode(pk.n()));
-        let field = Field::new(
-            "v",
-            DataType::FixedSizeBinary(pk.ciphertext_width() as i32),
-            true,
-        )
-        .with_metadata(md);
-        CipherInput::from_field("paillier_sum", &field).unwrap()
+        let mut width = pk.ciphertext_width();
+        if let Some(a) = aggregate {
+            md.insert(META_AGGREGATE.into(), a.into());
+            width += ROWS_BYTES;
+        }
+        Arc::new(Field::new(name, DataType::FixedSizeBinary(width as i32), true).with_metadata(md))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{field, key};
+    use super::*;
+    use crate::lake::encrypt::encrypt_values;
+
+    fn input() -> CipherInput {
+        CipherInput::from_field("paillier_sum", &field("v", 0, DataType::Int64, None)).unwrap()
     }
 
     fn encrypted(values: &[Option<i128>]) -> ArrayRef {

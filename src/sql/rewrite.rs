@@ -144,36 +144,21 @@ mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{AsArray, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
     use datafusion::prelude::col;
 
     use crate::lake::decrypt::decrypt_batch;
     use crate::lake::encrypt::encrypt_values;
-    use crate::lake::schema::EncryptedColumn;
-    use crate::paillier::hazmat;
-    use crate::paillier::keyfile::b64_encode;
-    use crate::sql::common::META_MODULUS;
+    use crate::sql::common::fixture;
     use crate::sql::{session, KeyRing};
 
     /// The DataFrame API builds `Expr::Negative` directly (SQL never does): it must become
     /// `paillier_neg`, or the value would decrypt without its sign.
     #[tokio::test]
     async fn dataframe_negation_becomes_paillier_neg() {
-        let sk = hazmat::fixture_key_512();
+        let sk = fixture::key();
         let pk = sk.public_key();
-        let column = EncryptedColumn {
-            key_id: pk.key_id().into(),
-            scale: 0,
-            plain_type: DataType::Int64,
-        };
-        let mut md = column.metadata();
-        md.insert(META_MODULUS.into(), b64_encode(pk.n()));
-        let field = Field::new(
-            "c",
-            DataType::FixedSizeBinary(pk.ciphertext_width() as i32),
-            true,
-        )
-        .with_metadata(md);
+        let field = fixture::field("c", 0, DataType::Int64, None);
         let values = encrypt_values(pk, &[Some(5), None, Some(-7)]).unwrap();
         let batch =
             RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![Arc::new(values)])
@@ -190,7 +175,7 @@ mod tests {
         );
         assert!(plan.contains("paillier_neg(?table?.c)"), "{plan}");
         let out = df.collect().await.unwrap();
-        let plain = decrypt_batch(&sk, &out[0], 1, "result").unwrap();
+        let plain = decrypt_batch(sk, &out[0], 1, "result").unwrap();
         let got: Vec<Option<i64>> = plain.column(0).as_primitive::<Int64Type>().iter().collect();
         assert_eq!(got, vec![Some(-5), None, Some(7)]);
     }

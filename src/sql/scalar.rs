@@ -525,34 +525,13 @@ fn ciphertext_array(values: &[Option<Integer>], width: usize) -> Result<ArrayRef
 mod tests {
     use super::*;
     use crate::lake::encrypt::encrypt_values;
-    use crate::paillier::keyfile::b64_encode;
-    use crate::paillier::{hazmat, PrivateKey};
+    use crate::sql::common::fixture::{self, key};
     use datafusion::common::config::ConfigOptions;
     use proptest::prelude::*;
 
-    fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(hazmat::fixture_key_512)
-    }
-
     /// An encrypted column's field at `scale`.
     fn field(name: &str, scale: u32) -> FieldRef {
-        let pk = key().public_key();
-        let col = EncryptedColumn {
-            key_id: pk.key_id().into(),
-            scale,
-            plain_type: linear_plain_type(scale),
-        };
-        let mut md = col.metadata();
-        md.insert(META_MODULUS.into(), b64_encode(pk.n()));
-        Arc::new(
-            Field::new(
-                name,
-                DataType::FixedSizeBinary(pk.ciphertext_width() as i32),
-                true,
-            )
-            .with_metadata(md),
-        )
+        fixture::field(name, scale, linear_plain_type(scale), None)
     }
 
     fn encrypted(values: &[Option<i64>]) -> ColumnarValue {
