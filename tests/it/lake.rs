@@ -336,16 +336,10 @@ fn decrypt_refuses_another_key_naming_both() {
     dir.write("in.csv", "id,cost\n1,10\n");
     dir.encrypt("k/public.json", "in.csv", "cost", "e.parquet")
         .ok();
-    let kid = |p: &str| {
-        serde_json::from_str::<serde_json::Value>(&dir.read(p)).unwrap()["key_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
     dir.decrypt("other/private.json", "e.parquet", &["--output", "d.csv"])
         .fails_with(&[
-            &kid("k/public.json"),
-            &kid("other/public.json"),
+            &dir.key_id("k/public.json"),
+            &dir.key_id("other/public.json"),
             "`cost`",
             "e.parquet",
         ]);

@@ -111,11 +111,7 @@ fn table_output_tags_ciphertexts_and_never_needs_a_private_key() {
     dir.query("keys/private.json", "t=lake", "SELECT 1", &[])
         .fails_with(&["private key", "public.json"]);
     // Without the public key the aggregate says which key it needs.
-    let kid = serde_json::from_str::<serde_json::Value>(&dir.read("keys/public.json")).unwrap()
-        ["key_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let kid = dir.key_id("keys/public.json");
     dir.run(&[
         "query",
         "--table",
@@ -215,12 +211,6 @@ fn a_union_of_columns_under_different_keys_is_refused() {
         .ok();
     dir.encrypt("k1/public.json", "a.csv", "c:2", "t3.parquet")
         .ok();
-    let kid = |p: &str| {
-        serde_json::from_str::<serde_json::Value>(&dir.read(p)).unwrap()["key_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
     let query = |sql: &str| {
         dir.run(&[
             "query",
@@ -244,8 +234,8 @@ fn a_union_of_columns_under_different_keys_is_refused() {
     };
     query("SELECT c FROM t1 UNION ALL SELECT c FROM t2").fails_with(&[
         "UNION column `c`",
-        &kid("k1/public.json"),
-        &kid("k2/public.json"),
+        &dir.key_id("k1/public.json"),
+        &dir.key_id("k2/public.json"),
     ]);
     query("SELECT paillier_sum(c) FROM (SELECT c FROM t1 UNION ALL SELECT c FROM t2)")
         .fails_with(&["`c` has no cipherlake metadata", "different keys or scales"]);

@@ -84,17 +84,7 @@ const QUERY: &str = "SELECT region, paillier_sum(cost) AS cost, paillier_sum(len
 /// key into `lake/` and `lake1/`; the query result of both in `r.parquet` and `r1.parquet`.
 fn setup() -> Dir {
     let dir = Dir::new();
-    dir.run(&[
-        "keygen",
-        "--parties",
-        "a,b,c",
-        "--threshold",
-        "2",
-        "--out",
-        "keys",
-        "-q",
-    ])
-    .ok();
+    dir.keygen_threshold("a,b,c", "2", "keys").ok();
     dir.run(&["keygen", "--out", "single", "-q"]).ok();
     for (i, h) in HOSPITALS.iter().enumerate() {
         let csv = dir.path(&format!("{h}.csv"));
@@ -241,17 +231,7 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
     });
     combine(&["a.partial.json", "b-key.json"]).fails_with(&["another key", &"ab".repeat(32)]);
     // A share file for the wrong key.
-    dir.run(&[
-        "keygen",
-        "--parties",
-        "a,b,c",
-        "--threshold",
-        "2",
-        "--out",
-        "other",
-        "-q",
-    ])
-    .ok();
+    dir.keygen_threshold("a,b,c", "2", "other").ok();
     dir.run(&[
         "partial-decrypt",
         "--share",
@@ -311,17 +291,7 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
 #[test]
 fn small_decrypted_counts_and_shares_are_suppressed_averages_decrypt() {
     let dir = Dir::new();
-    dir.run(&[
-        "keygen",
-        "--parties",
-        "a,b",
-        "--threshold",
-        "2",
-        "--out",
-        "keys",
-        "-q",
-    ])
-    .ok();
+    dir.keygen_threshold("a,b", "2", "keys").ok();
     let mut csv = String::from("cost,flag\n");
     for i in 0..12 {
         csv.push_str(&format!("{i},{}\n", i < 2));

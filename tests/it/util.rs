@@ -75,6 +75,26 @@ impl Dir {
         self.run(&[&args[..], extra].concat())
     }
 
+    /// Runs `cipherlake keygen --parties PARTIES --threshold T --out OUT -q`.
+    pub fn keygen_threshold(&self, parties: &str, threshold: &str, out: &str) -> Run {
+        self.run(&[
+            "keygen",
+            "--parties",
+            parties,
+            "--threshold",
+            threshold,
+            "--out",
+            out,
+            "-q",
+        ])
+    }
+
+    /// The `key_id` of a key file in this folder.
+    pub fn key_id(&self, rel: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.read(rel)).unwrap();
+        v["key_id"].as_str().unwrap().to_owned()
+    }
+
     /// Runs `cipherlake ARGS` in this folder.
     pub fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_cipherlake"))
