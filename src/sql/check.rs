@@ -10,10 +10,9 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{plan_err, Result};
 use datafusion::common::{DFSchema, ExprSchema};
+use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 use datafusion::optimizer::AnalyzerRule;
-
-use datafusion::logical_expr::utils::merge_schema;
 
 use super::planner::is_encrypted;
 use super::scalar::CipherScalar;

@@ -9,6 +9,7 @@ use std::ops::ControlFlow;
 
 use datafusion::common::{plan_err, DataFusionError, Result};
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
 use datafusion::sql::sqlparser::ast::{
@@ -31,7 +32,7 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
 /// Plans and returns a parsed statement.
 pub async fn plan_statement(ctx: &SessionContext, mut statement: Statement) -> Result<DataFrame> {
     let state = ctx.state();
-    let names = encrypted_names(ctx, &statement).await?;
+    let names = encrypted_names(ctx, &state, &statement).await?;
     if !names.is_empty() {
         rewrite(&mut statement, &names);
     }
@@ -130,8 +131,11 @@ impl Visit for Sql<'_> {
 }
 
 /// Lowercase names of the encrypted columns of the tables `statement` reads.
-async fn encrypted_names(ctx: &SessionContext, statement: &Statement) -> Result<HashSet<String>> {
-    let state = ctx.state();
+async fn encrypted_names(
+    ctx: &SessionContext,
+    state: &SessionState,
+    statement: &Statement,
+) -> Result<HashSet<String>> {
     let mut names = HashSet::new();
     for reference in state.resolve_table_references(statement)? {
         // A name that does not resolve is left for the planner to report.
