@@ -1,5 +1,7 @@
 //! The library's one error type. Messages are short, lowercase, and name the file, column, key id
-//! or party involved, but never key material or plaintext values.
+//! or party involved, but never key material or plaintext values. Each message is complete on its
+//! own: no variant repeats its cause's text through `source()`, so an error chain printed with
+//! `{:#}` says everything once.
 
 use std::path::PathBuf;
 
@@ -10,6 +12,13 @@ pub enum Error {
     /// A key size below the minimum, or not one of the offered sizes.
     #[error("key size {bits} bits is not allowed: use 2048, 3072 or 4096 (at least {min})")]
     KeySize { bits: u32, min: u32 },
+
+    /// A public key parameter that fails validation (names the parameter, never its value).
+    #[error("public key parameter `{parameter}`: {reason}")]
+    KeyParameter {
+        parameter: &'static str,
+        reason: String,
+    },
 
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed: {0}")]
@@ -42,12 +51,16 @@ pub enum Error {
     #[error("key file {}: {reason}", path.display())]
     KeyFile { path: PathBuf, reason: String },
 
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// An output that exists already, where the caller did not ask to replace it.
+    #[error("{} already exists", path.display())]
+    AlreadyExists { path: PathBuf },
+
+    /// Reading or writing a file failed. The cause is part of the message (not a `source`), so
+    /// that a printed chain does not say it twice.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// Invalid parameters passed by the caller (bad scale, bad threshold, …).
@@ -59,11 +72,11 @@ pub enum Error {
     Data(String),
 
     /// An Arrow error (reading CSV, building arrays).
-    #[error("arrow: {0}")]
+    #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
 
     /// A Parquet error (reading or writing a file).
-    #[error("parquet: {0}")]
+    #[error(transparent)]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
 }
 
@@ -71,10 +84,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 
@@ -83,5 +96,66 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+
+    /// The kind of the underlying I/O error, for an I/O error (a broken pipe, say).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { cause, .. } => Some(cause.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// At most this many items of a list go into a message; the rest are counted.
+pub const LIST_LIMIT: usize = 5;
+/// At most this many characters of a value go into a message.
+pub const VALUE_LIMIT: usize = 64;
+
+/// The first [`LIST_LIMIT`] items joined with `sep`, then "… and N more": a message about
+/// 200,000 cells stays one line.
+pub fn join_limited<S: AsRef<str>>(items: &[S], sep: &str) -> String {
+    let shown: Vec<&str> = items.iter().take(LIST_LIMIT).map(AsRef::as_ref).collect();
+    let mut s = shown.join(sep);
+    if items.len() > LIST_LIMIT {
+        s.push_str(&format!("{sep}… and {} more", items.len() - LIST_LIMIT));
+    }
+    s
+}
+
+/// A cell value as a message may quote it: at most [`VALUE_LIMIT`] characters, then "…" and the
+/// full length.
+pub fn preview(value: &str) -> String {
+    match value.char_indices().nth(VALUE_LIMIT) {
+        None => value.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_and_values_are_cut() {
+        let items: Vec<String> = (1..=2000).map(|i| format!("row {i}")).collect();
+        let s = join_limited(&items, "; ");
+        assert_eq!(s, "row 1; row 2; row 3; row 4; row 5; … and 1995 more");
+        assert_eq!(join_limited(&["a", "b"], ", "), "a, b");
+        let long = "7".repeat(10_000_000);
+        let p = preview(&long);
+        assert!(p.len() < 100 && p.ends_with("(10000000 bytes)"), "{p}");
+        assert_eq!(preview("12.5"), "12.5");
+    }
+
+    #[test]
+    fn io_errors_say_their_cause_once() {
+        let e = Error::io(
+            "out/x.csv",
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        );
+        assert_eq!(e.to_string(), "out/x.csv: denied");
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::PermissionDenied));
     }
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod keyfile;
 pub mod lake;
 pub mod paillier;
 pub mod sql;

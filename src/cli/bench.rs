@@ -292,7 +292,7 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
     let t = Instant::now();
     let d = deal(bits, &parties, 2)?;
     let deal_secs = t.elapsed().as_secs_f64();
-    let (pk, th) = (&d.public, &d.threshold);
+    let pk = &d.public;
     let c = pk.encrypt_i128(123_456)?;
 
     let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
@@ -304,21 +304,21 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
         }
         Ok(median(xs))
     };
-    let p1 = partial_decrypt(pk, th, &d.shares[0], &c, b"bench")?;
-    let p2 = partial_decrypt(pk, th, &d.shares[1], &c, b"bench")?;
+    let p1 = partial_decrypt(pk, &d.shares[0], &c, b"bench")?;
+    let p2 = partial_decrypt(pk, &d.shares[1], &c, b"bench")?;
     let partial_ms = time(&mut || {
-        partial_decrypt(pk, th, &d.shares[0], &c, b"bench")?;
+        partial_decrypt(pk, &d.shares[0], &c, b"bench")?;
         Ok(())
     })?;
     let verify_ms = time(&mut || {
         anyhow::ensure!(
-            verify_partial(pk, th, 1, &c, &p1, b"bench"),
+            verify_partial(pk, 1, &c, &p1, b"bench"),
             "proof does not verify"
         );
         Ok(())
     })?;
     let combine_ms = time(&mut || {
-        let m = combine(pk, th, &[(1, &p1.value), (2, &p2.value)])?;
+        let m = combine(pk, &[(1, &p1.value), (2, &p2.value)])?;
         anyhow::ensure!(pk.decode(m)? == 123_456, "wrong plaintext");
         Ok(())
     })?;
@@ -362,18 +362,11 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
         &format!("{cells}-cell result: two parties partially decrypt, then combine…"),
     );
     let t = Instant::now();
-    let pa = partial_decrypt_result(pk, th, &d.shares[0], &result, 11, None)?;
-    let pb = partial_decrypt_result(pk, th, &d.shares[2], &result, 11, None)?;
+    let pa = partial_decrypt_result(pk, &d.shares[0], &result, 11, None)?;
+    let pb = partial_decrypt_result(pk, &d.shares[2], &result, 11, None)?;
     let partial_secs = t.elapsed().as_secs_f64() / 2.0;
     let t = Instant::now();
-    let combined = combine_result(
-        pk,
-        th,
-        &result,
-        &[("a".into(), pa), ("c".into(), pb)],
-        11,
-        None,
-    )?;
+    let combined = combine_result(pk, &result, &[("a".into(), pa), ("c".into(), pb)], 11, None)?;
     let combine_secs = t.elapsed().as_secs_f64();
     let first = combined.batches[0]
         .column(0)

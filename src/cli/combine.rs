@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
+use cipherlake::keyfile;
+use cipherlake::lake::atomic::Privacy;
 use cipherlake::lake::output::BatchWriter;
 use cipherlake::lake::threshold::{combine_result, PartialFile, ResultFile};
-use cipherlake::paillier::keyfile;
 
 use super::{progress, Global};
 
@@ -17,6 +18,9 @@ pub(crate) struct Args {
     /// The threshold public key (public.json).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// The key id the key ceremony printed: a public.json with any other id is refused.
+    #[arg(long, value_name = "HEX")]
+    key_id: Option<String>,
     /// The encrypted query result the partials were made for.
     #[arg(long, value_name = "RESULT")]
     input: PathBuf,
@@ -38,7 +42,19 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let (pk, th) = keyfile::load_threshold_public(&args.key)?;
+    let pk = keyfile::load_threshold_public(&args.key)?;
+    keyfile::check_pinned(
+        pk.key_id(),
+        super::key_id_flag(args.key_id.as_deref())?.as_deref(),
+        &args.key,
+    )?;
+    // Decrypted results are plaintext: owner-only, and checked before any proof is verified.
+    let (out, format) = super::output_target(
+        &args.output,
+        args.format.as_deref(),
+        args.force,
+        Privacy::Secret,
+    )?;
     let name = args.input.display().to_string();
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
     let result = ResultFile::read(&name, Bytes::from(bytes))?;
@@ -54,7 +70,6 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let pb2 = pb.clone();
     let combined = combine_result(
         &pk,
-        &th,
         &result,
         &partials,
         args.min_rows,
@@ -62,20 +77,28 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     );
     pb.finish_and_clear();
     let combined = combined?;
-    let (out_path, format) = super::output_target(&args.output, args.format.as_deref())?;
+    // A rejected partial is worth knowing about even when enough others were valid.
+    for r in &combined.rejected {
+        eprintln!("cipherlake: warning: partial rejected and left out: {r}");
+    }
     let schema = combined
         .batches
         .first()
         .map(|b| b.schema())
         .context("the result file has no record batch")?;
-    let mut w = BatchWriter::create(format, out_path.as_deref(), schema, args.force)?;
+    let mut w = BatchWriter::create(format, out, schema)?;
     for b in &combined.batches {
         w.write(b)?;
     }
     w.finish()?;
     if !global.quiet {
+        let unused = if combined.unused.is_empty() {
+            String::new()
+        } else {
+            format!("; not needed: {}", combined.unused.join(", "))
+        };
         eprintln!(
-            "combined with parties {}; {} small count(s) suppressed (below {})",
+            "combined with parties {}; {} small count(s) suppressed (below {}){unused}",
             combined.parties.join(", "),
             combined.suppressed,
             args.min_rows

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bytes::Bytes;
+use cipherlake::keyfile;
+use cipherlake::lake::atomic::{Output, Privacy};
 use cipherlake::lake::decrypt::{decrypt_batch, decrypted_schema};
 use cipherlake::lake::io::{list_inputs, InputKind};
 use cipherlake::lake::output::{BatchWriter, Format};
-use cipherlake::paillier::{keyfile, PrivateKey};
+use cipherlake::paillier::PrivateKey;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::reader::ChunkReader;
@@ -22,6 +24,9 @@ pub(crate) struct Args {
     /// Private key file (private.json).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// The key id the key was made with: a private.json with any other id is refused.
+    #[arg(long, value_name = "HEX")]
+    key_id: Option<String>,
     /// Encrypted .parquet file, a folder of them, or `-` for standard input.
     #[arg(long, value_name = "PATH|-")]
     input: String,
@@ -38,12 +43,22 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
     let sk = keyfile::load_private(&args.key)?;
-    let (out_path, format) = super::output_target(&args.output, args.format.as_deref())?;
+    keyfile::check_pinned(
+        sk.public_key().key_id(),
+        super::key_id_flag(args.key_id.as_deref())?.as_deref(),
+        &args.key,
+    )?;
+    // Decrypted lake files are patient-level values: the output is for the key holder only.
+    let (out, format) = super::output_target(
+        &args.output,
+        args.format.as_deref(),
+        args.force,
+        Privacy::Secret,
+    )?;
     let mut job = Job {
         sk: &sk,
         format,
-        out_path: out_path.as_deref(),
-        force: args.force,
+        out: Some(out),
         writer: None,
         first_schema: None,
     };
@@ -84,8 +99,9 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
 struct Job<'a> {
     sk: &'a PrivateKey,
     format: Format,
-    out_path: Option<&'a Path>,
-    force: bool,
+    /// The output until the first schema is known (then the writer holds it); None inside for
+    /// standard output.
+    out: Option<Option<Output>>,
     writer: Option<BatchWriter>,
     first_schema: Option<SchemaRef>,
 }
@@ -106,9 +122,8 @@ impl Job<'_> {
             Some(w) => w,
             None => self.writer.insert(BatchWriter::create(
                 self.format,
-                self.out_path,
+                self.out.take().flatten(),
                 schema,
-                self.force,
             )?),
         };
         let mut row = 1u64;

@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use bytes::Bytes;
+use cipherlake::keyfile;
+use cipherlake::lake::atomic::FileSet;
 use cipherlake::lake::threshold::{combine_result, partial_decrypt_result, ResultFile};
 use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec};
-use cipherlake::paillier::{keyfile, threshold};
+use cipherlake::paillier::threshold;
 use cipherlake::sql::{self, KeyRing};
 use cipherlake::synth;
 use datafusion::arrow::array::RecordBatch;
@@ -124,15 +126,14 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     // 2. The key ceremony: public.json for everyone, one share per hospital.
     let keys = dir.join("keys");
     let dealt = stages.time("key ceremony (dealer + self-test)", || {
+        let mut set = FileSet::begin(&keyfile::key_set_paths(&keys, Some(&names)), true)?;
         let d = threshold::deal(args.bits, &names, args.threshold)?;
-        std::fs::create_dir_all(&keys)?;
-        keyfile::write_threshold_public(&d.public, &d.threshold, &keys.join("public.json"), true)?;
-        for s in &d.shares {
-            keyfile::write_share(s, &keys.join(format!("share-{}.json", s.party())), true)?;
-        }
+        keyfile::write_dealt(&mut set, &d)?;
+        set.commit()?;
         Ok(d)
     })?;
-    let (pk, th) = (&dealt.public, &dealt.threshold);
+    let pk = &dealt.public;
+    let th = threshold::params(pk)?;
     say(format!(
         "key {} ({} bits), {} of {} hospitals needed to decrypt",
         &pk.key_id()[..16],
@@ -196,7 +197,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             for share in deciders {
                 ps.push((
                     share.party().to_owned(),
-                    partial_decrypt_result(pk, th, share, &result, args.min_rows, None)?,
+                    partial_decrypt_result(pk, share, &result, args.min_rows, None)?,
                 ));
             }
             partials.push((result, ps));
@@ -206,7 +207,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut plain_results = Vec::new();
     stages.time("combine (verify proofs, decrypt)", || {
         for (result, ps) in &partials {
-            plain_results.push(combine_result(pk, th, result, ps, args.min_rows, None)?);
+            plain_results.push(combine_result(pk, result, ps, args.min_rows, None)?);
         }
         Ok(())
     })?;

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use cipherlake::lake::encrypt::input_bytes;
 use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec};
-use cipherlake::paillier::keyfile;
 
 use super::{progress, Global};
 
@@ -16,6 +15,9 @@ pub(crate) struct Args {
     /// Public key file (public.json).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// The key id the key ceremony printed: a public.json with any other id is refused.
+    #[arg(long, value_name = "HEX")]
+    key_id: Option<String>,
     /// A .csv (with a header row) or .parquet file, or a folder of them.
     #[arg(long, value_name = "PATH")]
     input: PathBuf,
@@ -36,7 +38,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let columns = EncryptSpec::parse_list(&args.encrypt)?;
-    let pk = keyfile::load_public(&args.key)?;
+    let pk = super::load_public(&args.key, args.key_id.as_deref())?;
     let total = input_bytes(&args.input)?;
     let pb = progress::bytes_bar(total, "encrypting", global.quiet);
     let pb2 = pb.clone();
@@ -53,14 +55,15 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     if !global.quiet {
         eprintln!(
-            "encrypted {} values in {} rows from {} file(s) in {:.2} s: {:.0} rows/s, {:.0} values/s → {}",
+            "encrypted {} values in {} rows from {} file(s) in {:.2} s: {:.0} rows/s, {:.0} values/s → {} (key {})",
             stats.values,
             stats.rows,
             stats.files,
             secs,
             stats.rows as f64 / secs,
             stats.values as f64 / secs,
-            args.output.display()
+            args.output.display(),
+            pk.key_id()
         );
     }
     Ok(())

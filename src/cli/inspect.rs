@@ -5,8 +5,8 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use cipherlake::keyfile::{self, KeyFile};
 use cipherlake::lake::EncryptedColumn;
-use cipherlake::paillier::keyfile::{self, KeyFile};
 use cipherlake::paillier::PublicKey;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
@@ -29,15 +29,9 @@ enum Format {
 }
 
 pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
-    let mut magic = [0u8; 4];
-    let is_parquet = File::open(&args.file)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .is_ok()
-        && &magic == b"PAR1";
-    let info = if is_parquet {
-        parquet_info(&args)?
-    } else {
-        key_info(&args)?
+    let info = match sniff(&args.file)? {
+        Kind::Parquet => parquet_info(&args)?,
+        Kind::Json => key_info(&args)?,
     };
     match args.format {
         Format::Json => println!("{info}"),
@@ -46,14 +40,39 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
+enum Kind {
+    Parquet,
+    Json,
+}
+
+/// What kind of file this is, from its first bytes: Parquet starts with `PAR1`, a key file with
+/// `{`. Anything else is refused with what was expected.
+fn sniff(path: &std::path::Path) -> anyhow::Result<Kind> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64);
+    File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .take(64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if head.starts_with(b"PAR1") {
+        return Ok(Kind::Parquet);
+    }
+    match head.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(Kind::Json),
+        None => anyhow::bail!("{}: the file is empty", path.display()),
+        Some(_) => anyhow::bail!(
+            "{}: neither a key file (JSON, starting with `{{`) nor a Parquet file (starting with PAR1)",
+            path.display()
+        ),
+    }
+}
+
 fn key_info(args: &Args) -> anyhow::Result<Value> {
-    let (kind, pk, extra): (&str, PublicKey, Value) = match keyfile::load(&args.file)? {
-        KeyFile::Public(pk, None) => ("public key", pk, Value::Null),
-        KeyFile::Public(pk, Some(th)) => {
-            let extra = json!({"parties": th.parties, "needed": th.needed});
-            ("threshold public key", pk, extra)
-        }
-        KeyFile::Private(sk) => ("private key", sk.public_key().clone(), Value::Null),
+    let (kind, pk): (&str, PublicKey) = match keyfile::load(&args.file)? {
+        KeyFile::Public(pk) if pk.threshold().is_some() => ("threshold public key", pk),
+        KeyFile::Public(pk) => ("public key", pk),
+        KeyFile::Private(sk) => ("private key", sk.public_key().clone()),
         KeyFile::Share(share) => {
             return Ok(json!({
                 "file": args.file.display().to_string(),
@@ -64,6 +83,10 @@ fn key_info(args: &Args) -> anyhow::Result<Value> {
             }))
         }
     };
+    let extra = pk.threshold().map_or(
+        Value::Null,
+        |th| json!({"parties": th.parties, "needed": th.needed}),
+    );
     Ok(json!({
         "threshold": extra,
         "file": args.file.display().to_string(),
@@ -78,20 +101,23 @@ fn key_info(args: &Args) -> anyhow::Result<Value> {
 fn parquet_info(args: &Args) -> anyhow::Result<Value> {
     let name = args.file.display().to_string();
     let file = File::open(&args.file).with_context(|| format!("cannot open {name}"))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| {
+        format!("{name}: it starts like a Parquet file but cannot be read as one")
+    })?;
     let md = builder.metadata();
     let mut columns = Vec::new();
     for f in builder.schema().fields() {
-        columns.push(match EncryptedColumn::from_field(f)? {
-            Some(c) => json!({
-                "name": f.name(), "type": f.data_type().to_string(), "encrypted": true,
-                "key_id": c.key_id, "scale": c.scale, "plain_type": c.plain_type.to_string(),
-            }),
-            None => {
-                json!({"name": f.name(), "type": f.data_type().to_string(), "encrypted": false})
-            }
-        });
+        columns.push(
+            match EncryptedColumn::from_field(f).with_context(|| name.clone())? {
+                Some(c) => json!({
+                    "name": f.name(), "type": f.data_type().to_string(), "encrypted": true,
+                    "key_id": c.key_id, "scale": c.scale, "plain_type": c.plain_type.to_string(),
+                }),
+                None => {
+                    json!({"name": f.name(), "type": f.data_type().to_string(), "encrypted": false})
+                }
+            },
+        );
     }
     Ok(json!({
         "file": name,

@@ -1,10 +1,14 @@
-//! `cipherlake keygen`: a single-key Paillier key pair.
+//! `cipherlake keygen`: a single-key Paillier key pair, or the dealer ceremony of a threshold key.
+//! Every file of the set is staged under a temporary name before the (slow) generation starts, so
+//! an unwritable `--out` is found first, and the set replaces an old one whole or not at all.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use cipherlake::paillier::{keyfile, threshold, PrivateKey};
+use cipherlake::keyfile;
+use cipherlake::lake::atomic::FileSet;
+use cipherlake::paillier::{threshold, PrivateKey, PublicKey, OFFERED_BITS};
 
 use super::{progress, Global};
 
@@ -29,57 +33,66 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    if let (Some(parties), Some(needed)) = (&args.parties, args.threshold) {
-        return run_threshold(&args, parties, needed, global);
-    }
-    let public_path = args.out.join("public.json");
-    let private_path = args.out.join("private.json");
-    if !args.force {
-        for p in [&public_path, &private_path] {
-            anyhow::ensure!(
-                !p.exists(),
-                "{} already exists (use --force to overwrite)",
-                p.display()
-            );
-        }
-    }
-    // Refuse a bad size before any folder is created.
-    if !cipherlake::paillier::OFFERED_BITS.contains(&args.bits) {
+    // Refuse a bad size before any file is staged.
+    if !OFFERED_BITS.contains(&args.bits) {
         return Err(PrivateKey::generate(args.bits).err().map_or_else(
             || anyhow::anyhow!("key size {} is not allowed", args.bits),
             anyhow::Error::from,
         ));
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-
+    let names = match (&args.parties, args.threshold) {
+        (Some(parties), Some(_)) => Some(party_names(parties)?),
+        _ => None,
+    };
+    let files = keyfile::key_set_paths(&args.out, names.as_deref());
+    let mut set = FileSet::begin(&files, args.force)
+        .with_context(|| format!("cannot write the key files into {}", args.out.display()))?;
     let started = Instant::now();
-    let pb = progress::spinner(
-        &format!("generating a {}-bit key (safe primes)", args.bits),
-        global.quiet,
-    );
-    let key = PrivateKey::generate(args.bits);
-    pb.finish_and_clear();
-    let key = key?;
-    keyfile::write_private(&key, &private_path, args.force)?;
-    keyfile::write_public(key.public_key(), &public_path, args.force)?;
-    let pk = key.public_key();
-    println!("key_id  {}", pk.key_id());
-    println!("bits    {}", pk.bits());
-    println!("public  {}", public_path.display());
-    println!(
-        "private {} (mode 0600: keep it secret)",
-        private_path.display()
-    );
+    let pk = match (&names, args.threshold) {
+        (Some(names), Some(needed)) => {
+            let pb = progress::spinner(
+                &format!(
+                    "dealing a {}-bit {needed}-of-{} key (safe primes, self-test)",
+                    args.bits,
+                    names.len()
+                ),
+                global.quiet,
+            );
+            let dealt = threshold::deal(args.bits, names, needed);
+            pb.finish_and_clear();
+            let dealt = dealt?;
+            keyfile::write_dealt(&mut set, &dealt)?;
+            dealt.public
+        }
+        _ => {
+            let pb = progress::spinner(
+                &format!("generating a {}-bit key (safe primes)", args.bits),
+                global.quiet,
+            );
+            let key = PrivateKey::generate(args.bits);
+            pb.finish_and_clear();
+            let key = key?;
+            keyfile::write_pair(&mut set, &key)?;
+            key.public_key().clone()
+        }
+    };
+    set.commit()?;
+    print_summary(&pk, &files);
     if !global.quiet {
-        eprintln!("generated in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "generated in {:.1} s{}",
+            started.elapsed().as_secs_f64(),
+            if names.is_some() {
+                "; the dealer kept no secret"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }
 
-/// The dealer ceremony: public.json with the parties and verification keys, one share per party,
-/// a self-test, and nothing secret kept.
-fn run_threshold(args: &Args, parties: &str, needed: usize, global: &Global) -> anyhow::Result<()> {
+fn party_names(parties: &str) -> anyhow::Result<Vec<String>> {
     let names: Vec<String> = parties
         .split(',')
         .map(|p| p.trim().to_owned())
@@ -91,57 +104,37 @@ fn run_threshold(args: &Args, parties: &str, needed: usize, global: &Global) -> 
             "party name `{p}` is not allowed: use letters, digits, '-', '_' or '.'"
         );
     }
-    let public_path = args.out.join("public.json");
-    let share_paths: Vec<_> = names
-        .iter()
-        .map(|p| args.out.join(format!("share-{p}.json")))
-        .collect();
-    if !args.force {
-        for p in std::iter::once(&public_path).chain(&share_paths) {
-            anyhow::ensure!(
-                !p.exists(),
-                "{} already exists (use --force to overwrite)",
-                p.display()
-            );
-        }
-    }
-    let started = Instant::now();
-    let pb = progress::spinner(
-        &format!(
-            "dealing a {}-bit {needed}-of-{} key (safe primes, self-test)",
-            args.bits,
-            names.len()
-        ),
-        global.quiet,
-    );
-    let dealt = threshold::deal(args.bits, &names, needed);
-    pb.finish_and_clear();
-    let dealt = dealt?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    for (share, path) in dealt.shares.iter().zip(&share_paths) {
-        keyfile::write_share(share, path, args.force)?;
-    }
-    keyfile::write_threshold_public(&dealt.public, &dealt.threshold, &public_path, args.force)?;
-    println!("key_id     {}", dealt.public.key_id());
-    println!("bits       {}", dealt.public.bits());
-    println!(
-        "threshold  {needed} of {}: {}",
-        names.len(),
-        names.join(", ")
-    );
-    println!("public     {}", public_path.display());
-    for (p, path) in names.iter().zip(&share_paths) {
+    Ok(names)
+}
+
+/// What the ceremony made, with the key id every hospital records and later pins (`--key-id`).
+fn print_summary(pk: &PublicKey, files: &[(PathBuf, cipherlake::lake::atomic::Privacy)]) {
+    println!("key_id     {}", pk.key_id());
+    println!("bits       {}", pk.bits());
+    if let Some(th) = pk.threshold() {
         println!(
-            "share      {} → give to {p} only (mode 0600)",
-            path.display()
+            "threshold  {} of {}: {}",
+            th.needed,
+            th.parties.len(),
+            th.parties.join(", ")
         );
     }
-    if !global.quiet {
-        eprintln!(
-            "dealt and self-tested in {:.1} s; the dealer kept no secret",
-            started.elapsed().as_secs_f64()
-        );
+    println!("public     {}", files[0].0.display());
+    match pk.threshold() {
+        Some(th) => {
+            for (p, (path, _)) in th.parties.iter().zip(&files[1..]) {
+                println!(
+                    "share      {} → give to {p} only (mode 0600)",
+                    path.display()
+                );
+            }
+        }
+        None => println!(
+            "private    {} (mode 0600: keep it secret)",
+            files[1].0.display()
+        ),
     }
-    Ok(())
+    println!(
+        "Every hospital records the key id above (the fingerprint of every public parameter) and passes it as --key-id; a public.json whose id differs is refused."
+    );
 }

@@ -2,8 +2,14 @@
 //! lives in its own file, errors are printed once as an `anyhow` chain, and exit codes are chosen
 //! here: 0 success, 1 failure, 2 bad usage (clap's own).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
+use cipherlake::keyfile;
+use cipherlake::lake::atomic::{Output, Privacy};
+use cipherlake::lake::output::Format;
+use cipherlake::paillier::PublicKey;
 use clap::{Parser, Subcommand};
 
 mod bench;
@@ -66,15 +72,48 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("cipherlake: error: {err:#}");
+            eprintln!("cipherlake: error: {}", message(&err));
             ExitCode::from(1)
         }
     }
 }
 
+/// The error chain as one line, each cause once: a cause whose text its parent already quotes
+/// (DataFusion and arrow errors often do) is not repeated. Flag hints go here, not in the library.
+pub(crate) fn message(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|prev| prev.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    let mut msg = parts.join(": ");
+    let exists = err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<cipherlake::Error>(),
+            Some(cipherlake::Error::AlreadyExists { .. })
+        )
+    });
+    if exists {
+        msg.push_str(" (use --force to overwrite)");
+    }
+    msg
+}
+
+/// `--threads` above this many per core is refused: it only adds contention.
+const MAX_THREADS_PER_CORE: usize = 4;
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(n) = cli.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let max = MAX_THREADS_PER_CORE * cores;
+        anyhow::ensure!(
+            n <= max,
+            "--threads {n} is more than {MAX_THREADS_PER_CORE} per core ({cores} cores here): use at most {max}"
+        );
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -94,24 +133,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Where a verb's table goes: `-` is standard output; the format is the one given, else the
-/// output's extension, else a table on standard output.
+/// Where a verb's table goes, begun before any work: `-` is standard output; the format is the
+/// one given (which must agree with the output's extension), else the extension's, else a table
+/// on standard output. `privacy` says whether the output may hold patient-level plaintext.
 pub(crate) fn output_target(
     output: &str,
     format: Option<&str>,
-) -> anyhow::Result<(Option<std::path::PathBuf>, cipherlake::lake::output::Format)> {
-    use cipherlake::lake::output::Format;
-    let path = (output != "-").then(|| std::path::PathBuf::from(output));
-    let format = match format {
-        Some(f) => f.parse::<Format>()?,
-        None => Format::for_output(path.as_deref()),
-    };
-    Ok((path, format))
+    force: bool,
+    privacy: Privacy,
+) -> anyhow::Result<(Option<Output>, Format)> {
+    let path = (output != "-").then(|| PathBuf::from(output));
+    let given = format.map(str::parse::<Format>).transpose()?;
+    let format = Format::for_output(path.as_deref(), given)?;
+    let out = path.map(|p| Output::file(&p, force, privacy)).transpose()?;
+    Ok((out, format))
+}
+
+/// The lowercase key id of a `--key-id` flag.
+pub(crate) fn key_id_flag(flag: Option<&str>) -> anyhow::Result<Option<String>> {
+    flag.map(keyfile::parse_key_id)
+        .transpose()
+        .context("--key-id")
+}
+
+/// Loads a public key and checks it against its `--key-id`, if given.
+pub(crate) fn load_public(path: &Path, pin: Option<&str>) -> anyhow::Result<PublicKey> {
+    let pk = keyfile::load_public(path)?;
+    keyfile::check_pinned(pk.key_id(), key_id_flag(pin)?.as_deref(), path)?;
+    Ok(pk)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        let io = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        let lib = e
+            .downcast_ref::<cipherlake::Error>()
+            .and_then(cipherlake::Error::io_kind);
+        io.or(lib) == Some(std::io::ErrorKind::BrokenPipe)
     })
 }

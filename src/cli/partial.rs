@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use cipherlake::lake::threshold::{partial_decrypt_result, ResultFile};
-use cipherlake::paillier::keyfile;
+use cipherlake::keyfile;
+use cipherlake::lake::atomic::{Output, Privacy};
+use cipherlake::lake::threshold::{partial_decrypt_result, PartialFile, ResultFile};
 use serde_json::json;
 
 use super::{progress, Global};
@@ -21,6 +22,9 @@ pub(crate) struct Args {
     /// The threshold public key (public.json).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// The key id the key ceremony printed: a public.json with any other id is refused.
+    #[arg(long, value_name = "HEX")]
+    key_id: Option<String>,
     /// The encrypted query result (Parquet, from `cipherlake query --format parquet`).
     #[arg(long, value_name = "RESULT")]
     input: PathBuf,
@@ -39,31 +43,52 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let (pk, th) = keyfile::load_threshold_public(&args.key)?;
+    let pk = keyfile::load_threshold_public(&args.key)?;
+    keyfile::check_pinned(
+        pk.key_id(),
+        super::key_id_flag(args.key_id.as_deref())?.as_deref(),
+        &args.key,
+    )?;
     let share = keyfile::load_share(&args.share)?;
-    let name = args.input.display().to_string();
-    let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
-    let result = ResultFile::read(&name, Bytes::from(bytes))?;
-    let pb = progress::count_bar("partial decryption", global.quiet);
-    let pb2 = pb.clone();
-    let outcome = partial_decrypt_result(
-        &pk,
-        &th,
-        &share,
-        &result,
-        args.min_rows,
-        Some(Arc::new(move |n| pb2.inc(n))),
-    );
-    pb.finish_and_clear();
+    share
+        .check_against(&pk)
+        .with_context(|| format!("share {}", args.share.display()))?;
+    // Both the audit log and the output are checked before any work: a request that cannot be
+    // logged is not served, and one whose output cannot be written is not decrypted.
     let audit = args.audit_log.clone().unwrap_or_else(|| {
         args.share
             .parent()
             .unwrap_or(Path::new("."))
             .join("audit.log")
     });
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit)
+        .with_context(|| format!("cannot open the audit log {}", audit.display()))?;
+    let out = Output::file(&args.output, args.force, Privacy::Shared)?;
+    let name = args.input.display().to_string();
+    let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
+    let result = ResultFile::read(&name, Bytes::from(bytes))?;
+    let pb = progress::count_bar("partial decryption", global.quiet);
+    let pb2 = pb.clone();
+    let outcome = match partial_decrypt_result(
+        &pk,
+        &share,
+        &result,
+        args.min_rows,
+        Some(Arc::new(move |n| pb2.inc(n))),
+    ) {
+        Err(e) => Err(("refused", anyhow::Error::from(e))),
+        Ok(partial) => write_partial(out, &partial)
+            .map(|()| partial)
+            .map_err(|e| ("failed", e)),
+    };
+    pb.finish_and_clear();
+    // The outcome is logged after the write: "granted" means the partials were released.
     let decision = match &outcome {
         Ok(p) => json!({"decision": "granted", "cells": p.cells.len()}),
-        Err(e) => json!({"decision": "refused", "reason": e.to_string()}),
+        Err((decision, e)) => json!({"decision": decision, "reason": super::message(e)}),
     };
     let line = json!({
         "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -72,18 +97,13 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         "result": name,
         "result_sha256": result.sha256(),
         "min_rows": args.min_rows,
+        "output": args.output.display().to_string(),
         "outcome": decision,
     });
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&audit)
-        .with_context(|| format!("cannot open the audit log {}", audit.display()))?;
-    writeln!(f, "{line}")
+    writeln!(log, "{line}")
+        .and_then(|()| log.sync_all())
         .with_context(|| format!("cannot write the audit log {}", audit.display()))?;
-    let partial = outcome?;
-    let text = serde_json::to_string_pretty(&partial)? + "\n";
-    keyfile::write_atomic(&args.output, text.as_bytes(), 0o644, args.force)?;
+    let partial = outcome.map_err(|(_, e)| e)?;
     if !global.quiet {
         eprintln!(
             "party {}: {} cells partially decrypted → {} (logged in {})",
@@ -93,5 +113,12 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             audit.display()
         );
     }
+    Ok(())
+}
+
+fn write_partial(out: Output, partial: &PartialFile) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(partial)? + "\n";
+    out.writer()?.write_all(text.as_bytes())?;
+    out.commit()?;
     Ok(())
 }

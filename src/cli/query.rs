@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use cipherlake::keyfile;
+use cipherlake::lake::atomic::Privacy;
 use cipherlake::lake::output::{BatchWriter, Format};
-use cipherlake::paillier::keyfile;
 use cipherlake::sql::display::{render, text_schema, CipherText};
 use cipherlake::sql::{self, KeyRing};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::DFParser;
 use futures::StreamExt;
 
@@ -33,6 +36,9 @@ pub(crate) struct Args {
     /// A public key whose encrypted columns the query aggregates (repeatable).
     #[arg(long = "key", value_name = "public.json")]
     keys: Vec<PathBuf>,
+    /// Key ids to pin (repeatable): every --key must have one of them, and each must be given.
+    #[arg(long = "key-id", value_name = "HEX")]
+    key_ids: Vec<String>,
     /// table, csv, json, ndjson or parquet (default: from the output's extension; table on stdout).
     #[arg(long)]
     format: Option<String>,
@@ -48,10 +54,12 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
-    let mut keys = KeyRing::new();
-    for k in &args.keys {
-        keys.add(keyfile::load_public(k)?);
-    }
+    let keys = key_ring(&args.keys, &args.key_ids)?;
+    let tables = args
+        .tables
+        .iter()
+        .map(|t| table_flag(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let sql_text = match (&args.command, &args.file) {
         (Some(c), _) => c.clone(),
         (None, Some(f)) => {
@@ -59,17 +67,13 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give SQL with -c or -f"),
     };
-    let (out_path, format) = super::output_target(&args.output, args.format.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the query runtime")?;
     runtime.block_on(async {
         let ctx = sql::session(keys.clone(), args.partitions);
-        for t in &args.tables {
-            let (name, location) = t
-                .split_once('=')
-                .with_context(|| format!("--table {t}: expected NAME=LOCATION"))?;
+        for (name, location) in &tables {
             sql::register_table(&ctx, name, location, &keys)
                 .await
                 .with_context(|| format!("cannot register table `{name}` at {location}"))?;
@@ -79,10 +83,18 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         let last = statements.len() - 1;
         for (i, statement) in statements.into_iter().enumerate() {
             let df = sql::plan_statement(&ctx, statement).await?;
+            refuse_writes(df.logical_plan())?;
             if i < last {
                 df.collect().await?;
                 continue;
             }
+            // The output is checked before the query runs.
+            let (out, format) = super::output_target(
+                &args.output,
+                args.format.as_deref(),
+                args.force,
+                Privacy::Shared,
+            )?;
             let mut stream = df.execute_stream().await?;
             let schema = stream.schema();
             let mode = match format {
@@ -95,8 +107,7 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
             } else {
                 schema.clone()
             };
-            let mut writer =
-                BatchWriter::create(format, out_path.as_deref(), out_schema, args.force)?;
+            let mut writer = BatchWriter::create(format, out, out_schema)?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 match mode {
@@ -108,4 +119,82 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The public keys of `--key`, each pinned by one of `--key-id` when any is given.
+fn key_ring(paths: &[PathBuf], pins: &[String]) -> anyhow::Result<KeyRing> {
+    let pins = pins
+        .iter()
+        .map(|p| super::key_id_flag(Some(p)).map(Option::unwrap_or_default))
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let mut keys = KeyRing::new();
+    let mut matched = vec![false; pins.len()];
+    for path in paths {
+        let pk = keyfile::load_public(path)?;
+        if !pins.is_empty() {
+            match pins.iter().position(|p| p == pk.key_id()) {
+                Some(i) => matched[i] = true,
+                None => anyhow::bail!(
+                    "key mismatch: {} has key id {}, which is not among the pinned ones ({}): one of its public parameters differs from the key the ceremony made",
+                    path.display(),
+                    pk.key_id(),
+                    pins.join(", ")
+                ),
+            }
+        }
+        keys.add(pk);
+    }
+    if let Some(i) = matched.iter().position(|m| !m) {
+        anyhow::bail!("--key-id {} is pinned but no --key has that id", pins[i]);
+    }
+    Ok(keys)
+}
+
+/// `--table NAME=LOCATION`, both non-empty.
+fn table_flag(t: &str) -> anyhow::Result<(String, String)> {
+    let (name, location) = t
+        .split_once('=')
+        .with_context(|| format!("--table {t}: expected NAME=LOCATION"))?;
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty(),
+        "--table {t}: the table name is empty (expected NAME=LOCATION)"
+    );
+    anyhow::ensure!(
+        !location.is_empty(),
+        "--table {t}: the location is empty (expected NAME=LOCATION)"
+    );
+    Ok((name.to_owned(), location.to_owned()))
+}
+
+/// `query` writes only its `--output`: SQL that writes files (`COPY … TO`, `INSERT INTO` a
+/// table stored on disk) would skip `--force`, the temporary-name rename and the path checks.
+fn refuse_writes(plan: &LogicalPlan) -> anyhow::Result<()> {
+    let mut found = None;
+    plan.apply(|p| {
+        found = match p {
+            LogicalPlan::Copy(c) => Some(format!("COPY … TO '{}'", c.output_url)),
+            LogicalPlan::Dml(d) if writes_files(d) => Some(format!("{} {}", d.op, d.table_name)),
+            _ => None,
+        };
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    match found {
+        Some(what) => anyhow::bail!(
+            "{what}: query writes its result only to --output (with --force, atomically); statements that write files are refused"
+        ),
+        None => Ok(()),
+    }
+}
+
+/// A write into a table whose rows live in files (a listing table), not in memory.
+fn writes_files(d: &datafusion::logical_expr::DmlStatement) -> bool {
+    use datafusion::datasource::{source_as_provider, MemTable};
+    source_as_provider(&d.target)
+        .map(|t| !t.is::<MemTable>())
+        .unwrap_or(true)
 }

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, RecordBatchReader};
@@ -16,7 +16,9 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use rayon::prelude::*;
 
-use super::io::{list_inputs, parquet_props, InputFile, InputKind, Output, Progress};
+use super::atomic::{is_device, Output, Privacy};
+use super::io::{list_inputs, parquet_props, InputFile, InputKind, Progress};
+use super::output::Format as OutputFormat;
 use super::schema::EncryptedColumn;
 use super::values::{fixed_size_binary, ColumnPlan};
 use crate::error::{Error, Result};
@@ -94,10 +96,41 @@ pub fn encrypt_path(
 ) -> Result<EncryptStats> {
     let inputs = list_inputs(input)?;
     let csv_schema = csv_table_schema(&inputs)?;
-    let out = Output::begin(output, input.is_dir(), opts.overwrite)?;
+    let folder = input.is_dir();
+    let writes: Vec<PathBuf> = inputs
+        .iter()
+        .map(|f| f.relative.with_extension("parquet"))
+        .collect();
+    let out = if folder {
+        if let Some((a, b)) = first_clash(&inputs, &writes) {
+            return Err(Error::Data(format!(
+                "{} and {} would both be written as {}: rename one of them",
+                a.path.display(),
+                b.path.display(),
+                b.relative.with_extension("parquet").display()
+            )));
+        }
+        Output::dir(output, opts.overwrite, Privacy::Shared, &writes)?
+    } else {
+        let parquet = matches!(
+            OutputFormat::for_output(Some(output), None),
+            Ok(OutputFormat::Parquet)
+        );
+        if !parquet && !is_device(output) {
+            return Err(Error::Invalid(format!(
+                "{}: the encrypted output is Parquet; give it a .parquet name",
+                output.display()
+            )));
+        }
+        Output::file(output, opts.overwrite, Privacy::Shared)?
+    };
     let mut stats = EncryptStats::default();
-    for file in &inputs {
-        let dst = out.file_for(&file.relative.with_extension("parquet"))?;
+    for (file, rel) in inputs.iter().zip(&writes) {
+        let dst = if folder {
+            out.file_for(rel)?
+        } else {
+            out.writer()?
+        };
         let (rows, values) = encrypt_file(pk, file, csv_schema.as_ref(), dst, opts)?;
         stats.files += 1;
         stats.rows += rows;
@@ -105,6 +138,20 @@ pub fn encrypt_path(
     }
     out.commit()?;
     Ok(stats)
+}
+
+/// Two inputs whose outputs would have the same name (`a.csv` and `a.parquet`, say).
+fn first_clash<'a>(
+    inputs: &'a [InputFile],
+    writes: &[PathBuf],
+) -> Option<(&'a InputFile, &'a InputFile)> {
+    let mut seen = std::collections::HashMap::new();
+    for (file, w) in inputs.iter().zip(writes) {
+        if let Some(first) = seen.insert(w, file) {
+            return Some((first, file));
+        }
+    }
+    None
 }
 
 type Batches = Box<dyn RecordBatchReader + Send>;

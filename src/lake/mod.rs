@@ -1,6 +1,7 @@
 //! The encrypted Parquet lake: the encrypted-column schema and metadata, encrypting a table
 //! (streaming, rayon-parallel), decrypting a table or a query result, and atomic outputs.
 
+pub mod atomic;
 pub mod decrypt;
 pub mod encrypt;
 pub mod io;

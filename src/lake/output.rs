@@ -1,5 +1,5 @@
-//! Writing result tables: Parquet, CSV, JSON, NDJSON or a printed table, to a file (through a
-//! temporary file renamed at the end) or to standard output.
+//! Writing result tables: Parquet, CSV, JSON, NDJSON or a printed table, to an [`Output`] (a
+//! file that appears when complete, or a device) or to standard output.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -11,7 +11,7 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
 
-use super::io::Output;
+use super::atomic::{is_device, Output};
 use crate::error::{Error, Result};
 
 /// An output format.
@@ -48,18 +48,51 @@ impl FromStr for Format {
 }
 
 impl Format {
-    /// The format an output path implies: by extension; a table for standard output.
-    pub fn for_output(path: Option<&Path>) -> Format {
-        let ext = path
-            .and_then(|p| p.extension())
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        match (path, ext.as_deref()) {
-            (None, _) => Format::Table,
-            (_, Some("csv")) => Format::Csv,
-            (_, Some("json")) => Format::Json,
-            (_, Some("ndjson" | "jsonl")) => Format::Ndjson,
-            _ => Format::Parquet,
+    /// The format a file extension stands for (`.txt` is a printed table).
+    fn of_extension(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "csv" => Format::Csv,
+            "json" => Format::Json,
+            "ndjson" | "jsonl" => Format::Ndjson,
+            "parquet" | "parq" => Format::Parquet,
+            "txt" => Format::Table,
+            _ => return None,
+        })
+    }
+
+    /// The format of an output: the one `given`, which must agree with the path's extension
+    /// when that names a format; else the extension's; a table on standard output (`path` None)
+    /// or on a device such as /dev/null. A file whose extension names no format needs one given:
+    /// nothing is ever written in a format its name does not say.
+    pub fn for_output(path: Option<&Path>, given: Option<Format>) -> Result<Format> {
+        let Some(path) = path else {
+            return Ok(given.unwrap_or(Format::Table));
+        };
+        match (given, Format::of_extension(path)) {
+            (Some(g), Some(e)) if g != e => Err(Error::Invalid(format!(
+                "{} has the extension of {} output, but the format asked for is {}",
+                path.display(),
+                e.name(),
+                g.name()
+            ))),
+            (Some(g), _) => Ok(g),
+            (None, Some(e)) => Ok(e),
+            (None, None) if is_device(path) => Ok(Format::Table),
+            (None, None) => Err(Error::Invalid(format!(
+                "cannot tell the format of {} from its extension: name the format (table, csv, json, ndjson or parquet) or use one of .txt, .csv, .json, .ndjson, .parquet",
+                path.display()
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+            Format::Parquet => "parquet",
         }
     }
 }
@@ -82,20 +115,11 @@ pub struct BatchWriter {
 }
 
 impl BatchWriter {
-    /// A writer to `path` (None: standard output). `overwrite` replaces an existing file.
-    pub fn create(
-        format: Format,
-        path: Option<&Path>,
-        schema: SchemaRef,
-        overwrite: bool,
-    ) -> Result<Self> {
-        let (dest, output): (Box<dyn Write + Send>, Option<Output>) = match path {
-            None => (Box::new(BufWriter::new(std::io::stdout())), None),
-            Some(p) => {
-                let out = Output::begin(p, false, overwrite)?;
-                let file = out.file_for(Path::new(""))?;
-                (Box::new(BufWriter::new(file)), Some(out))
-            }
+    /// A writer to `output` (None: standard output), begun by the caller before any work.
+    pub fn create(format: Format, output: Option<Output>, schema: SchemaRef) -> Result<Self> {
+        let dest: Box<dyn Write + Send> = match &output {
+            None => Box::new(BufWriter::new(std::io::stdout())),
+            Some(out) => Box::new(BufWriter::new(out.writer()?)),
         };
         let (sink, table_out) = match format {
             Format::Table => (Sink::Table(Vec::new()), Some(dest)),
@@ -155,7 +179,11 @@ impl BatchWriter {
             // An empty result still gets its header (CSV, table) or empty array (JSON).
             self.write(&RecordBatch::new_empty(self.schema.clone()))?;
         }
-        let io = |e: std::io::Error| Error::io("<output>", e);
+        let name = self
+            .output
+            .as_ref()
+            .map_or_else(|| "<standard output>".into(), |o| o.target().to_owned());
+        let io = |e: std::io::Error| Error::io(&name, e);
         match self.sink {
             Sink::Table(batches) => {
                 if let Some(mut out) = self.table_out {

@@ -17,11 +17,11 @@ use sha2::{Digest, Sha256};
 use super::decrypt::{binary_values, decrypted_schema, plain_column};
 use super::io::Progress;
 use super::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
-use crate::error::{Error, Result};
-use crate::paillier::keyfile::{b64_decode, b64_encode};
+use crate::error::{join_limited, Error, Result};
 use crate::paillier::threshold::{
-    combine, partial_decrypt, verify_partial, KeyShare, Partial, ThresholdPublic,
+    combine, params, partial_decrypt, verify_partial, KeyShare, Partial, ThresholdPublic,
 };
+use crate::paillier::wire::{b64_decode, b64_encode};
 use crate::paillier::{Ciphertext, PublicKey};
 
 /// `kind` of a partial decryption file.
@@ -100,6 +100,20 @@ impl ResultFile {
     }
 
     fn cells(&self, pk: &PublicKey) -> Result<Vec<Cell>> {
+        // A proof binds a cell by column name and row: two columns of one name would share
+        // bindings, and a partial for one could be presented as the other's.
+        if let Some(batch) = self.batches.first() {
+            let mut names = HashSet::new();
+            for f in batch.schema().fields() {
+                if !names.insert(f.name().clone()) {
+                    return Err(Error::Data(format!(
+                        "{}: two columns are named `{}`; give each result column its own name (AS …)",
+                        self.name,
+                        f.name()
+                    )));
+                }
+            }
+        }
         let mut cells = Vec::new();
         let mut offset = 0u64;
         for batch in &self.batches {
@@ -196,20 +210,19 @@ fn policy_violations(cells: &[Cell], min_rows: u64) -> Vec<String> {
 /// the policy. `progress` is called with the number of cells done.
 pub fn partial_decrypt_result(
     pk: &PublicKey,
-    th: &ThresholdPublic,
     share: &KeyShare,
     result: &ResultFile,
     min_rows: u64,
     progress: Option<Progress>,
 ) -> Result<PartialFile> {
-    share.check_against(pk, th)?;
+    share.check_against(pk)?;
     let cells = result.cells(pk)?;
     let bad = policy_violations(&cells, min_rows);
     if !bad.is_empty() {
         return Err(Error::Data(format!(
             "{}: refused by the disclosure policy (at least {min_rows} contributing rows per aggregate): {}",
             result.name,
-            bad.join("; ")
+            join_limited(&bad, "; ")
         )));
     }
     let out = cells
@@ -217,7 +230,6 @@ pub fn partial_decrypt_result(
         .map(|c| {
             let p = partial_decrypt(
                 pk,
-                th,
                 share,
                 &c.ciphertext,
                 &binding(&result.sha256, &c.column, c.row),
@@ -263,111 +275,137 @@ pub struct Combined {
     pub batches: Vec<RecordBatch>,
     /// Parties whose partials were used.
     pub parties: Vec<String>,
+    /// Partials given but not needed (not verified), by file.
+    pub unused: Vec<String>,
+    /// Partials rejected, each with its file, party and reason (combining went on without them).
+    pub rejected: Vec<String>,
     /// Cells suppressed as small counts.
     pub suppressed: usize,
 }
 
-/// Verifies the partials and combines them into the plaintext result. Counts (from
-/// `paillier_count`) that decrypt to 1..min_rows−1 are suppressed (NULL).
-pub fn combine_result(
+/// Checks one party's partial file against the result and verifies every proof in it.
+fn verify_party(
     pk: &PublicKey,
     th: &ThresholdPublic,
+    result: &ResultFile,
+    cells: &[Cell],
+    file: &str,
+    p: &PartialFile,
+    progress: Option<&Progress>,
+) -> Result<VerifiedParty> {
+    let who = format!("{file} (party {})", p.party);
+    if p.kind != PARTIAL_KIND {
+        return Err(Error::Data(format!("{who}: not a partial decryption file")));
+    }
+    if p.key_id != pk.key_id() {
+        return Err(Error::KeyMismatch {
+            expected: pk.key_id().into(),
+            found: p.key_id.clone(),
+            context: format!(" ({who} is a partial decryption for another key)"),
+        });
+    }
+    if th.index_of(&p.party) != Some(p.index) {
+        return Err(Error::Data(format!("{who}: not one of this key's parties")));
+    }
+    if p.result_sha256 != result.sha256 {
+        return Err(Error::Data(format!(
+            "{who} was made for a different result file (SHA-256 {}, this one is {})",
+            p.result_sha256, result.sha256
+        )));
+    }
+    let by_cell: BTreeMap<(&str, u64), &PartialCell> = p
+        .cells
+        .iter()
+        .map(|c| ((c.column.as_str(), c.row), c))
+        .collect();
+    let field = |name: &str, v: &str| {
+        b64_decode(v).map_err(|why| Error::Data(format!("{who}: field `{name}` {why}")))
+    };
+    let values = cells
+        .par_iter()
+        .map(|cell| {
+            let at = || format!("row {}, column `{}`", cell.row + 1, cell.column);
+            let pc = by_cell
+                .get(&(cell.column.as_str(), cell.row))
+                .ok_or_else(|| Error::Data(format!("{who}: no partial decryption for {}", at())))?;
+            let partial = Partial {
+                value: field("value", &pc.value)?,
+                e: field("e", &pc.e)?,
+                z: field("z", &pc.z)?,
+            };
+            if !verify_partial(
+                pk,
+                p.index,
+                &cell.ciphertext,
+                &partial,
+                &binding(&result.sha256, &cell.column, cell.row),
+            ) {
+                return Err(Error::Data(format!(
+                    "{who}: the proof for {} does not verify: rejected",
+                    at()
+                )));
+            }
+            if let Some(cb) = progress {
+                cb(1);
+            }
+            Ok(((cell.column.clone(), cell.row), partial.value))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    Ok(VerifiedParty {
+        index: p.index,
+        party: p.party.clone(),
+        values,
+    })
+}
+
+/// Verifies partials and combines them into the plaintext result. Partials are taken in the
+/// order given until `needed` of them verify; a bad one (wrong result, wrong key, a proof that
+/// fails, a party given twice) is set aside with its reason, and combining goes on without it.
+/// Counts (from `paillier_count`) that decrypt to 1..min_rows−1 are suppressed (NULL).
+pub fn combine_result(
+    pk: &PublicKey,
     result: &ResultFile,
     partials: &[(String, PartialFile)],
     min_rows: u64,
     progress: Option<Progress>,
 ) -> Result<Combined> {
+    let th = params(pk)?;
     let cells = result.cells(pk)?;
-    let mut seen = HashSet::new();
-    // Per party: the c_i of each (column, row), all proofs checked.
     let mut verified: Vec<VerifiedParty> = Vec::new();
+    let mut out = Combined::default();
     for (file, p) in partials {
-        let who = format!("{file} (party {})", p.party);
-        if p.kind != PARTIAL_KIND {
-            return Err(Error::Data(format!("{who}: not a partial decryption file")));
+        if verified.len() == th.needed {
+            out.unused.push(format!("{file} (party {})", p.party));
+            continue;
         }
-        if p.key_id != pk.key_id() {
-            return Err(Error::KeyMismatch {
-                expected: pk.key_id().into(),
-                found: p.key_id.clone(),
-                context: format!(" ({who} is a partial decryption for another key)"),
-            });
+        if verified.iter().any(|v| v.party == p.party) {
+            out.rejected
+                .push(format!("{file}: party {} is given twice", p.party));
+            continue;
         }
-        if th.index_of(&p.party) != Some(p.index) {
-            return Err(Error::Data(format!("{who}: not one of this key's parties")));
+        match verify_party(pk, th, result, &cells, file, p, progress.as_ref()) {
+            Ok(v) => verified.push(v),
+            Err(e) => out.rejected.push(e.to_string()),
         }
-        if !seen.insert(p.party.clone()) {
-            return Err(Error::Data(format!(
-                "party {} is given twice ({file})",
-                p.party
-            )));
-        }
-        if p.result_sha256 != result.sha256 {
-            return Err(Error::Data(format!(
-                "{who} was made for a different result file (SHA-256 {}, this one is {})",
-                p.result_sha256, result.sha256
-            )));
-        }
-        let by_cell: BTreeMap<(String, u64), &PartialCell> = p
-            .cells
-            .iter()
-            .map(|c| ((c.column.clone(), c.row), c))
-            .collect();
-        let path = std::path::Path::new(file);
-        let checked = cells
-            .par_iter()
-            .map(|cell| {
-                let key = (cell.column.clone(), cell.row);
-                let pc = by_cell.get(&key).ok_or_else(|| {
-                    Error::Data(format!(
-                        "{who}: no partial decryption for row {}, column `{}`",
-                        cell.row + 1,
-                        cell.column
-                    ))
-                })?;
-                let partial = Partial {
-                    value: b64_decode(&pc.value, "value", path)?,
-                    e: b64_decode(&pc.e, "e", path)?,
-                    z: b64_decode(&pc.z, "z", path)?,
-                };
-                if !verify_partial(
-                    pk,
-                    th,
-                    p.index,
-                    &cell.ciphertext,
-                    &partial,
-                    &binding(&result.sha256, &cell.column, cell.row),
-                ) {
-                    return Err(Error::Data(format!(
-                        "{who}: the proof for row {}, column `{}` does not verify: rejected",
-                        cell.row + 1,
-                        cell.column
-                    )));
-                }
-                if let Some(cb) = &progress {
-                    cb(1);
-                }
-                Ok((key, partial.value))
-            })
-            .collect::<Result<BTreeMap<_, _>>>()?;
-        verified.push(VerifiedParty {
-            index: p.index,
-            party: p.party.clone(),
-            values: checked,
-        });
     }
     if verified.len() < th.needed {
-        return Err(Error::Data(format!(
+        let mut msg = format!(
             "{} valid part{} given, {} of {} parties are needed ({})",
             verified.len(),
             if verified.len() == 1 { "y" } else { "ies" },
             th.needed,
             th.parties.len(),
             th.parties.join(", ")
-        )));
+        );
+        if !out.rejected.is_empty() {
+            msg.push_str(&format!(
+                "; rejected: {}",
+                join_limited(&out.rejected, "; ")
+            ));
+        }
+        return Err(Error::Data(msg));
     }
     verified.sort_by_key(|v| v.index);
-    verified.truncate(th.needed);
     let min_rows = min_rows.max(partials.iter().map(|p| p.1.min_rows).max().unwrap_or(0));
 
     // The plaintext of every cell.
@@ -379,7 +417,7 @@ pub fn combine_result(
                 .iter()
                 .map(|v| (v.index, &v.values[&key]))
                 .collect();
-            let raw = combine(pk, th, &shares)?;
+            let raw = combine(pk, &shares)?;
             let v = pk.decode(raw).map_err(|e| {
                 Error::Data(format!(
                     "{}: row {}, column `{}`: {e}",
@@ -392,10 +430,7 @@ pub fn combine_result(
         })
         .collect::<Result<_>>()?;
 
-    let mut out = Combined {
-        parties: verified.iter().map(|v| v.party.clone()).collect(),
-        ..Default::default()
-    };
+    out.parties = verified.iter().map(|v| v.party.clone()).collect();
     let mut offset = 0u64;
     for batch in &result.batches {
         let schema = batch.schema();

@@ -65,7 +65,7 @@ pub fn write_le(x: &Integer, out: &mut [u8]) {
 /// Reads little-endian bytes into an existing integer, reusing its allocation. When the width is
 /// a multiple of 8 the bytes go in as whole 64-bit limbs, which GMP copies straight in.
 pub fn read_le_into(x: &mut Integer, bytes: &[u8]) {
-    if bytes.len() % 8 == 0 {
+    if bytes.len().is_multiple_of(8) {
         // 128 words: a 4096-bit key's ciphertexts (1024 bytes).
         let mut words = [0u64; 128];
         if bytes.len() <= 8 * words.len() {

@@ -9,32 +9,38 @@ use sha2::{Digest, Sha256};
 
 use super::ciphertext::Ciphertext;
 use super::fixed_base::FixedBaseTable;
+use super::threshold::ThresholdPublic;
 use super::{encoding, primes, randomness};
 use crate::error::{Error, Result};
 
 /// The smallest modulus accepted on any user path.
 pub const MIN_BITS: u32 = 2048;
+/// The largest modulus accepted when loading a key (a bigger one only makes every operation slow).
+pub const MAX_BITS: u32 = 8192;
 /// Key sizes `keygen` offers.
 pub const OFFERED_BITS: [u32; 3] = [2048, 3072, 4096];
 
-/// Domain tag hashed with n into the key id.
-const KEY_ID_DOMAIN: &[u8] = b"cipherlake.key_id.v1\0";
+/// Domain tag of the key id (the fingerprint of every public parameter, docs/FORMAT.md).
+const KEY_ID_DOMAIN: &[u8] = b"cipherlake.key_id.v2\0";
 
-/// A Paillier public key (n, and optionally the DJN base hs = h^n mod n²).
+/// A Paillier public key: n, optionally the DJN base hs = h^n mod n², and for a threshold key
+/// the parties and verification keys. Its key id fingerprints all of them.
 #[derive(Clone)]
 pub struct PublicKey {
     n: Integer,
     n2: Integer,
     max_int: Integer,
     hs: Option<Integer>,
+    threshold: Option<Arc<ThresholdPublic>>,
     key_id: String,
     /// Built on first encryption, then shared by every thread and every clone.
     table: Arc<OnceLock<FixedBaseTable>>,
 }
 
 impl PartialEq for PublicKey {
+    /// Two keys are equal when their fingerprints are: every public parameter is the same.
     fn eq(&self, other: &Self) -> bool {
-        self.n == other.n && self.hs == other.hs
+        self.key_id == other.key_id
     }
 }
 impl Eq for PublicKey {}
@@ -45,20 +51,86 @@ impl fmt::Debug for PublicKey {
             .field("key_id", &self.key_id)
             .field("bits", &self.bits())
             .field("djn", &self.hs.is_some())
+            .field(
+                "threshold",
+                &self
+                    .threshold
+                    .as_ref()
+                    .map(|t| format!("{} of {}", t.needed, t.parties.len())),
+            )
             .finish()
     }
 }
 
-/// The lowercase hex SHA-256 fingerprint of a modulus: the key id.
-pub fn key_id_of(n: &Integer) -> String {
+/// Minimal big-endian bytes of a non-negative integer (no leading zeros; empty for 0).
+fn be_bytes(x: &Integer) -> Vec<u8> {
+    x.to_digits::<u8>(rug::integer::Order::Msf)
+}
+
+/// The key id: lowercase hex SHA-256 over the domain tag and every public parameter, each as
+/// `label ‖ 0 ‖ 4-byte big-endian length ‖ bytes` (integers big-endian without leading zeros),
+/// in a fixed order; an absent optional parameter contributes nothing. docs/FORMAT.md has the
+/// same definition with a Python function that recomputes it.
+fn fingerprint(n: &Integer, hs: Option<&Integer>, th: Option<&ThresholdPublic>) -> String {
     let mut h = Sha256::new();
     h.update(KEY_ID_DOMAIN);
-    h.update(n.to_digits::<u8>(rug::integer::Order::Msf));
+    let mut item = |label: &str, bytes: &[u8]| {
+        h.update(label.as_bytes());
+        h.update([0u8]);
+        h.update((bytes.len() as u32).to_be_bytes());
+        h.update(bytes);
+    };
+    item("n", &be_bytes(n));
+    if let Some(hs) = hs {
+        item("hs", &be_bytes(hs));
+    }
+    if let Some(th) = th {
+        item("threshold.needed", &(th.needed as u64).to_be_bytes());
+        item(
+            "threshold.parties",
+            &(th.parties.len() as u64).to_be_bytes(),
+        );
+        for p in &th.parties {
+            item("threshold.party", p.as_bytes());
+        }
+        item("threshold.v", &be_bytes(&th.v));
+        for v in &th.verification_keys {
+            item("threshold.verification_key", &be_bytes(v));
+        }
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Checks that needs no secret that n can be a Paillier modulus: odd, not a perfect square, not
+/// prime, no prime factor below 2²⁰. (Whether its two factors are balanced cannot be checked
+/// without them; the key id, pinned by the hospitals, is what vouches for n.)
+fn check_modulus(n: &Integer) -> Result<()> {
+    let bad = |reason: String| Error::KeyParameter {
+        parameter: "n",
+        reason,
+    };
+    if *n <= 15 {
+        return Err(bad("it is not an RSA modulus".into()));
+    }
+    if let Some(p) = primes::small_factor(n) {
+        return Err(bad(format!(
+            "it has the small prime factor {p}: not an RSA modulus"
+        )));
+    }
+    if n.is_perfect_square() {
+        return Err(bad("it is a perfect square: not an RSA modulus".into()));
+    }
+    if primes::is_probably_prime(n) {
+        return Err(bad(
+            "it is prime: anyone could decrypt under it (φ(n) = n − 1)".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl PublicKey {
-    /// A public key from its modulus and optional DJN base, refusing moduli below 2048 bits.
+    /// A public key from its modulus and optional DJN base, refusing moduli outside
+    /// 2048..=8192 bits and any parameter that fails validation (`check_parameters`).
     pub fn new(n: Integer, hs: Option<Integer>) -> Result<Self> {
         let bits = n.significant_bits();
         if bits < MIN_BITS {
@@ -67,35 +139,85 @@ impl PublicKey {
                 min: MIN_BITS,
             });
         }
+        if bits > MAX_BITS {
+            return Err(Error::KeyParameter {
+                parameter: "n",
+                reason: format!("it has {bits} bits; at most {MAX_BITS} are accepted"),
+            });
+        }
         Self::new_unchecked_size(n, hs)
     }
 
-    /// As `new`, without the size policy (test fixtures, through `hazmat`).
+    /// As `new`, without the size policy (test fixtures, through `hazmat`). Every other check
+    /// runs: n odd, not a square, not prime, no small factor; hs a unit whose residue modulo n
+    /// has order above 2 (hs ≢ ±1 mod n, hs² ≠ 1).
     pub(crate) fn new_unchecked_size(n: Integer, hs: Option<Integer>) -> Result<Self> {
-        if n <= 15 || n.is_even() || n.is_perfect_square() {
-            return Err(Error::Invalid("modulus n is not an RSA modulus".into()));
-        }
+        check_modulus(&n)?;
         let n2 = Integer::from(n.square_ref());
         let max_int = Integer::from(&n / 3u32) - 1u32;
-        let key_id = key_id_of(&n);
+        let key_id = fingerprint(&n, hs.as_ref(), None);
         let pk = PublicKey {
             n,
             n2,
             max_int,
             hs: None,
+            threshold: None,
             key_id,
             table: Arc::new(OnceLock::new()),
         };
         let hs = match hs {
-            Some(hs) => Some(pk.validate(hs).map_err(|_| {
-                Error::Invalid(format!(
-                    "key {}: the DJN base hs is not a unit modulo n²",
-                    pk.key_id
-                ))
-            })?),
+            Some(hs) => {
+                pk.check_unit_of_large_order("hs", &hs)?;
+                let r = Integer::from(&hs % &pk.n);
+                if Integer::from(r.square_ref()) % &pk.n == 1 {
+                    return Err(Error::KeyParameter {
+                        parameter: "hs",
+                        reason: "hs² ≡ 1 (mod n): its encryptions would hide nothing".into(),
+                    });
+                }
+                Some(hs)
+            }
             None => None,
         };
         Ok(PublicKey { hs, ..pk })
+    }
+
+    /// This key with its threshold parameters (validated); the key id then covers them too.
+    pub fn with_threshold(self, th: ThresholdPublic) -> Result<Self> {
+        th.validate(&self)?;
+        let key_id = fingerprint(&self.n, self.hs.as_ref(), Some(&th));
+        Ok(PublicKey {
+            key_id,
+            threshold: Some(Arc::new(th)),
+            ..self
+        })
+    }
+
+    /// Checks that `x` is a unit modulo n² whose square is not 1 (an element of order 1 or 2
+    /// makes a DJN base or a verification key worthless). `parameter` names it in the error.
+    pub(crate) fn check_unit_of_large_order(
+        &self,
+        parameter: &'static str,
+        x: &Integer,
+    ) -> Result<()> {
+        let bad = |reason: &str| Error::KeyParameter {
+            parameter,
+            reason: reason.into(),
+        };
+        if *x <= 0 || *x >= self.n2 || x.gcd_ref(&self.n).complete() != 1 {
+            return Err(bad("not a unit modulo n²"));
+        }
+        if Integer::from(x.square_ref()) % &self.n2 == 1 {
+            return Err(bad(
+                "its square is 1 modulo n² (it is ±1 or another root of unity)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The threshold parameters, for a threshold key.
+    pub fn threshold(&self) -> Option<&ThresholdPublic> {
+        self.threshold.as_deref()
     }
 
     /// The modulus n.
@@ -114,7 +236,7 @@ impl PublicKey {
     pub fn bits(&self) -> u32 {
         self.n.significant_bits()
     }
-    /// Lowercase hex SHA-256 fingerprint of n.
+    /// The key id: lowercase hex SHA-256 fingerprint of every public parameter.
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
@@ -389,7 +511,7 @@ impl PrivateKey {
             .invert_ref(&q)
             .map(Integer::from)
             .ok_or_else(|| Error::Invalid("p has no inverse modulo q".into()))?;
-        Ok(PrivateKey {
+        let key = PrivateKey {
             public,
             p,
             q,
@@ -400,7 +522,18 @@ impl PrivateKey {
             hp,
             hq,
             p_inv_q,
-        })
+        };
+        // With the primes, hs can be checked fully: it must be an n-th residue (an encryption of
+        // 0), or every value encrypted with it would be shifted by an unknown amount.
+        if let Some(hs) = key.public.hs() {
+            if key.decrypt_raw(&Ciphertext::from_raw(hs.clone())) != 0 {
+                return Err(Error::KeyParameter {
+                    parameter: "hs",
+                    reason: "it is not an encryption of 0 under this key".into(),
+                });
+            }
+        }
+        Ok(key)
     }
 
     /// The matching public key.
@@ -518,11 +651,78 @@ mod tests {
         assert!(!s.contains(&key.p().to_string_radix(16)));
     }
 
+    /// A 2048-bit product of two primes (not safe primes: enough for public-key tests).
+    fn modulus_2048() -> Integer {
+        // Both 1024 bits with the two top bits set: the product has exactly 2048.
+        let p = (Integer::from(3) << 1022u32).next_prime();
+        let q = Integer::from(&p + 2u32).next_prime();
+        Integer::from(&p * &q)
+    }
+
     #[test]
     fn width_of_2048_bit_ciphertext_is_512() {
-        let n = (Integer::from(1) << 2047) + 1u32 + Integer::from(2) * 7u32;
-        let pk = PublicKey::new(n, None).unwrap();
+        let pk = PublicKey::new(modulus_2048(), None).unwrap();
+        assert_eq!(pk.bits(), 2048);
         assert_eq!(pk.ciphertext_width(), 512);
+    }
+
+    #[test]
+    fn moduli_that_anyone_could_factor_are_refused() {
+        let n = modulus_2048();
+        let prime = (Integer::from(1) << 2047u32).next_prime();
+        let cases = [
+            (Integer::from(&n + 1u32), "small prime factor 2"),
+            (Integer::from(&n * 3u32), "small prime factor 3"),
+            (prime, "it is prime"),
+        ];
+        for (m, want) in cases {
+            let e = PublicKey::new_unchecked_size(m, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("`n`") && e.contains(want), "{e}");
+        }
+        let sq = {
+            let p = (Integer::from(3) << 1022u32).next_prime();
+            Integer::from(p.square_ref())
+        };
+        let e = PublicKey::new(sq, None).unwrap_err().to_string();
+        assert!(e.contains("perfect square"), "{e}");
+        let big = Integer::from(&n << 6200u32) | 1u32;
+        let e = PublicKey::new(big, None).unwrap_err().to_string();
+        assert!(e.contains("at most 8192"), "{e}");
+    }
+
+    #[test]
+    fn djn_bases_of_small_order_are_refused() {
+        let n = modulus_2048();
+        let n2 = Integer::from(n.square_ref());
+        let bad = [
+            Integer::from(1),
+            Integer::from(&n2 - 1u32),
+            Integer::from(&n + 1u32),
+            Integer::from(&n - 1u32),
+            Integer::new(),
+            n2.clone(),
+        ];
+        for hs in bad {
+            let e = PublicKey::new(n.clone(), Some(hs)).unwrap_err().to_string();
+            assert!(e.contains("`hs`"), "{e}");
+        }
+        assert!(PublicKey::new(n.clone(), Some(Integer::from(4))).is_ok());
+    }
+
+    #[test]
+    fn a_private_key_refuses_a_djn_base_that_is_not_an_encryption_of_zero() {
+        let key = hazmat::fixture_key_512();
+        let (p, q) = (key.p().clone(), key.q().clone());
+        let hs = key.public_key().hs().unwrap().clone();
+        let n = key.public_key().n().clone();
+        let shifted = (&hs * Integer::from(&n + 1u32)) % key.public_key().n_squared();
+        let e = PrivateKey::from_primes(p, q, Some(shifted))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`hs`") && e.contains("encryption of 0"), "{e}");
     }
 
     #[test]

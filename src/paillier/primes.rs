@@ -21,8 +21,12 @@ const WINDOW: usize = 1 << 16;
 /// Small primes used by the sieve.
 const SIEVE_LIMIT: u32 = 1 << 16;
 
-fn small_primes() -> Vec<u32> {
-    let limit = SIEVE_LIMIT as usize;
+/// Trial division of a public modulus goes up to this bound: no prime factor below 2²⁰.
+pub(crate) const TRIAL_DIVISION_BOUND: u32 = 1 << 20;
+
+/// The odd primes below `limit`.
+fn small_primes(limit: u32) -> Vec<u32> {
+    let limit = limit as usize;
     let mut composite = vec![false; limit];
     let mut primes = Vec::new();
     for i in 3..limit {
@@ -56,7 +60,7 @@ fn inv_mod(a: u64, p: u64) -> u64 {
 /// such primes has exactly `2·bits` bits). `bits` ≥ 16.
 pub fn safe_prime(bits: u32) -> Result<Integer> {
     assert!(bits >= 16, "safe_prime needs at least 16 bits");
-    let primes = small_primes();
+    let primes = small_primes(SIEVE_LIMIT);
     let found = AtomicBool::new(false);
     // Each worker of the pool searches its own random windows until one of them finds a safe
     // prime (or fails, which stops the others too).
@@ -140,6 +144,24 @@ fn search(bits: u32, primes: &[u32], found: &AtomicBool) -> Result<Option<Intege
     Ok(None)
 }
 
+/// The smallest prime factor of `n` below [`TRIAL_DIVISION_BOUND`], if any (2 included).
+pub(crate) fn small_factor(n: &Integer) -> Option<u32> {
+    static PRIMES: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    if n.is_even() {
+        return Some(2);
+    }
+    PRIMES
+        .get_or_init(|| small_primes(TRIAL_DIVISION_BOUND))
+        .iter()
+        .copied()
+        .find(|&p| n.mod_u(p) == 0 && *n != p)
+}
+
+/// True if `n` is (probably) prime: GMP's Baillie–PSW plus Miller–Rabin rounds.
+pub(crate) fn is_probably_prime(n: &Integer) -> bool {
+    n.is_probably_prime(MR_REPS) != IsPrime::No
+}
+
 /// True if `p` is (probably) a safe prime.
 pub fn is_safe_prime(p: &Integer) -> bool {
     if *p < 5 || p.is_even() {
@@ -161,6 +183,19 @@ mod tests {
             assert!(p.get_bit(bits - 2), "second top bit set");
             assert!(is_safe_prime(&p));
         }
+    }
+
+    #[test]
+    fn small_factors_are_found() {
+        assert_eq!(small_factor(&Integer::from(2 * 7919)), Some(2));
+        assert_eq!(
+            small_factor(&Integer::from(1_048_573u64 * 1_048_573)),
+            Some(1_048_573)
+        );
+        let big = Integer::from(Integer::u_pow_u(2, 127)) - 1u32; // a Mersenne prime
+        assert_eq!(small_factor(&(Integer::from(&big * 3u32))), Some(3));
+        assert_eq!(small_factor(&Integer::from(&big * &big)), None);
+        assert!(is_probably_prime(&big));
     }
 
     #[test]

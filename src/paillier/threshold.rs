@@ -46,33 +46,75 @@ impl ThresholdPublic {
         self.parties.iter().position(|p| p == party).map(|i| i + 1)
     }
 
-    /// Checks the parameters against the key: sizes, names, units.
+    /// Checks the parameters against the key's modulus: 2 ≤ threshold ≤ parties ≤ 64, one
+    /// verification key per party, valid distinct names, and v and every v_i units of order
+    /// above 2 (v = 1 or v_i = ±1 would let a party prove a partial it never computed).
     pub fn validate(&self, pk: &PublicKey) -> Result<()> {
         let l = self.parties.len();
-        if l < 2 || self.needed < 2 || self.needed > l {
-            return Err(Error::Invalid(format!(
-                "threshold {} of {l} parties is not valid: need 2 ≤ threshold ≤ parties",
-                self.needed
-            )));
+        let bad =
+            |parameter: &'static str, reason: String| Error::KeyParameter { parameter, reason };
+        if l < 2 || self.needed < 2 || self.needed > l || l > MAX_PARTIES {
+            return Err(bad(
+                "threshold",
+                format!(
+                    "{} of {l} parties is not valid: need 2 ≤ threshold ≤ parties ≤ {MAX_PARTIES}",
+                    self.needed
+                ),
+            ));
         }
         if self.verification_keys.len() != l {
-            return Err(Error::Invalid(
-                "one verification key per party is required".into(),
+            return Err(bad(
+                "threshold.verification_keys",
+                format!(
+                    "{} given for {l} parties: one per party is required",
+                    self.verification_keys.len()
+                ),
             ));
         }
         for (i, p) in self.parties.iter().enumerate() {
             if !valid_party_name(p) || self.parties[..i].contains(p) {
-                return Err(Error::Invalid(format!(
-                    "party name `{p}` is invalid or repeated"
-                )));
+                return Err(bad(
+                    "threshold.parties",
+                    format!(
+                        "party name `{}` is invalid or repeated",
+                        crate::error::preview(p)
+                    ),
+                ));
             }
         }
-        for x in std::iter::once(&self.v).chain(&self.verification_keys) {
-            pk.ciphertext_from_integer(x.clone())
-                .map_err(|_| Error::Invalid("a verification key is not a unit modulo n²".into()))?;
+        pk.check_unit_of_large_order("threshold.v", &self.v)?;
+        for (p, vk) in self.parties.iter().zip(&self.verification_keys) {
+            pk.check_unit_of_large_order("threshold.verification_keys", vk)
+                .map_err(|e| {
+                    bad(
+                        "threshold.verification_keys",
+                        format!("party {p}: {}", reason_of(e)),
+                    )
+                })?;
         }
         Ok(())
     }
+}
+
+/// The reason of a parameter error, without its parameter prefix.
+fn reason_of(e: Error) -> String {
+    match e {
+        Error::KeyParameter { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// The most parties a threshold key may have (Δ = l! grows fast; shares are numbered by index).
+pub const MAX_PARTIES: usize = 64;
+
+/// The threshold parameters of `pk`, or an error saying it is not a threshold key.
+pub fn params(pk: &PublicKey) -> Result<&ThresholdPublic> {
+    pk.threshold().ok_or_else(|| {
+        Error::Invalid(format!(
+            "key {} is not a threshold key (it has no parties)",
+            pk.key_id()
+        ))
+    })
 }
 
 /// Party names: letters, digits, `-`, `_`, `.`; used in file names.
@@ -134,7 +176,8 @@ impl KeyShare {
     }
 
     /// Checks that this share belongs to `pk` and matches the party's published verification key.
-    pub fn check_against(&self, pk: &PublicKey, th: &ThresholdPublic) -> Result<()> {
+    pub fn check_against(&self, pk: &PublicKey) -> Result<()> {
+        let th = params(pk)?;
         if self.key_id != pk.key_id() {
             return Err(Error::KeyMismatch {
                 expected: pk.key_id().into(),
@@ -225,11 +268,11 @@ fn challenge(
 /// `binding` ties the proof to one request (e.g. the hash of the result file and the cell).
 pub fn partial_decrypt(
     pk: &PublicKey,
-    th: &ThresholdPublic,
     share: &KeyShare,
     c: &Ciphertext,
     binding: &[u8],
 ) -> Result<Partial> {
+    let th = params(pk)?;
     let n2 = pk.n_squared();
     let c = c.as_integer();
     let exp = Integer::from(2u32) * th.delta() * share.secret();
@@ -247,12 +290,14 @@ pub fn partial_decrypt(
 /// Verifies party `index`'s partial decryption of `c` for `binding`.
 pub fn verify_partial(
     pk: &PublicKey,
-    th: &ThresholdPublic,
     index: usize,
     c: &Ciphertext,
     partial: &Partial,
     binding: &[u8],
 ) -> bool {
+    let Some(th) = pk.threshold() else {
+        return false;
+    };
     if index == 0 || index > th.parties.len() {
         return false;
     }
@@ -279,11 +324,8 @@ pub fn verify_partial(
 
 /// Combines the partial decryptions of `needed` distinct parties (1-based index, c_i) into the
 /// raw plaintext in [0, n). The partials must have been verified.
-pub fn combine(
-    pk: &PublicKey,
-    th: &ThresholdPublic,
-    partials: &[(usize, &Integer)],
-) -> Result<Integer> {
+pub fn combine(pk: &PublicKey, partials: &[(usize, &Integer)]) -> Result<Integer> {
+    let th = params(pk)?;
     if partials.len() < th.needed {
         return Err(Error::Invalid(format!(
             "{} partial decryptions given, {} needed",
@@ -323,13 +365,12 @@ pub fn combine(
     Ok((l * inv).modulo(n))
 }
 
-/// The dealer's output: the public key with its threshold parameters, and one share per party.
+/// The dealer's output: the public key (with `hs` and its threshold parameters), and one share
+/// per party.
 #[derive(Debug)]
 pub struct Dealt {
-    /// The public key (with `hs`).
+    /// The public key; `public.threshold()` holds the parties and verification keys.
     pub public: PublicKey,
-    /// The threshold parameters.
-    pub threshold: ThresholdPublic,
     /// The shares, in party order.
     pub shares: Vec<KeyShare>,
 }
@@ -349,9 +390,9 @@ pub fn deal(bits: u32, parties: &[String], needed: usize) -> Result<Dealt> {
 
 pub(crate) fn deal_unchecked_size(bits: u32, parties: &[String], needed: usize) -> Result<Dealt> {
     let l = parties.len();
-    if l < 2 || needed < 2 || needed > l || l > 64 {
+    if l < 2 || needed < 2 || needed > l || l > MAX_PARTIES {
         return Err(Error::Invalid(format!(
-            "threshold {needed} of {l} parties is not valid: need 2 ≤ threshold ≤ parties ≤ 64"
+            "threshold {needed} of {l} parties is not valid: need 2 ≤ threshold ≤ parties ≤ {MAX_PARTIES}"
         )));
     }
     let (mut p, mut q) = generate_safe_prime_pair(bits)?;
@@ -383,7 +424,6 @@ pub(crate) fn deal_unchecked_size(bits: u32, parties: &[String], needed: usize) 
         })
         .collect();
     let hs = djn_base(&n)?;
-    let public = PublicKey::new_unchecked_size(n, Some(hs))?;
     let rho = randomness::random_unit(&n2)?;
     let v = Integer::from(rho.square_ref()) % &n2;
     let delta = Integer::from(Integer::factorial(l as u32));
@@ -397,7 +437,7 @@ pub(crate) fn deal_unchecked_size(bits: u32, parties: &[String], needed: usize) 
         v,
         verification_keys,
     };
-    threshold.validate(&public)?;
+    let public = PublicKey::new_unchecked_size(n, Some(hs))?.with_threshold(threshold)?;
     let shares: Vec<KeyShare> = shares_raw
         .into_iter()
         .enumerate()
@@ -406,17 +446,14 @@ pub(crate) fn deal_unchecked_size(bits: u32, parties: &[String], needed: usize) 
     for x in coeffs.iter_mut().chain([&mut m, &mut d]) {
         wipe(x);
     }
-    self_test(&public, &threshold, &shares)?;
-    Ok(Dealt {
-        public,
-        threshold,
-        shares,
-    })
+    self_test(&public, &shares)?;
+    Ok(Dealt { public, shares })
 }
 
 /// Every `needed`-sized subset of parties decrypts fresh ciphertexts of 0, −1, 12345 and
 /// ±max_int (and hs, an encryption of 0), with every proof verifying.
-fn self_test(pk: &PublicKey, th: &ThresholdPublic, shares: &[KeyShare]) -> Result<()> {
+fn self_test(pk: &PublicKey, shares: &[KeyShare]) -> Result<()> {
+    let th = params(pk)?;
     let max = pk.max_int().clone();
     let values = [
         Integer::new(),
@@ -437,10 +474,10 @@ fn self_test(pk: &PublicKey, th: &ThresholdPublic, shares: &[KeyShare]) -> Resul
     for (c, want) in &cts {
         let partials: Vec<Partial> = shares
             .iter()
-            .map(|s| partial_decrypt(pk, th, s, c, binding))
+            .map(|s| partial_decrypt(pk, s, c, binding))
             .collect::<Result<_>>()?;
         for (s, part) in shares.iter().zip(&partials) {
-            if !verify_partial(pk, th, s.index, c, part, binding) {
+            if !verify_partial(pk, s.index, c, part, binding) {
                 return Err(fail(&format!(
                     "the proof of party {} does not verify",
                     s.party
@@ -452,7 +489,7 @@ fn self_test(pk: &PublicKey, th: &ThresholdPublic, shares: &[KeyShare]) -> Resul
                 .iter()
                 .map(|&k| (shares[k].index, &partials[k].value))
                 .collect();
-            let got = pk.decode(combine(pk, th, &chosen)?)?;
+            let got = pk.decode(combine(pk, &chosen)?)?;
             if &got != want {
                 return Err(fail("a subset of parties decrypted a wrong value"));
             }

@@ -41,10 +41,11 @@ impl CipherKey {
     }
 
     fn from_base64(s: &str, column: &str) -> Result<Self> {
-        let n = crate::paillier::keyfile::b64_decode(s, META_MODULUS, std::path::Path::new(column))
-            .map_err(|e| {
-                datafusion::error::DataFusionError::Plan(format!("column `{column}`: {e}"))
-            })?;
+        let n = crate::paillier::wire::b64_decode(s).map_err(|why| {
+            datafusion::error::DataFusionError::Plan(format!(
+                "column `{column}`: {META_MODULUS} {why}"
+            ))
+        })?;
         let bits = n.significant_bits();
         let width = (2 * bits.div_ceil(8) as usize).div_ceil(8) * 8;
         Ok(CipherKey {
@@ -460,7 +461,7 @@ pub(crate) mod fixture {
 
     use super::META_MODULUS;
     use crate::lake::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
-    use crate::paillier::keyfile::b64_encode;
+    use crate::paillier::wire::b64_encode;
     use crate::paillier::{hazmat, PrivateKey};
 
     /// The fixture key, built once.

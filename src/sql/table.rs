@@ -22,7 +22,7 @@ use futures::TryStreamExt;
 
 use super::common::META_MODULUS;
 use crate::lake::EncryptedColumn;
-use crate::paillier::keyfile::b64_encode;
+use crate::paillier::wire::b64_encode;
 use crate::paillier::PublicKey;
 
 /// The public keys a session knows, by key id. The query path holds public keys only.

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use cipherlake::paillier::keyfile;
+use cipherlake::paillier::wire;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Decimal128Array, FixedSizeBinaryArray, Float64Array, Int32Array,
     Int64Array, RecordBatch, StringArray,
@@ -188,9 +188,7 @@ fn read_parquet(path: &std::path::Path) -> RecordBatch {
 fn a_file_written_from_the_format_doc_alone_decrypts() {
     let dir = with_key();
     let private: serde_json::Value = serde_json::from_str(&dir.read("k/private.json")).unwrap();
-    let b64 = |k: &str| {
-        keyfile::b64_decode(private[k].as_str().unwrap(), k, std::path::Path::new("k")).unwrap()
-    };
+    let b64 = |k: &str| wire::b64_decode(private[k].as_str().unwrap()).unwrap();
     let n = b64("n");
     let n2 = Integer::from(n.square_ref());
     let key_id = private["key_id"].as_str().unwrap().to_owned();

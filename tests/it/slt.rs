@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use cipherlake::lake::decrypt::decrypt_batch;
 use cipherlake::lake::encrypt::encrypt_values;
 use cipherlake::lake::EncryptedColumn;
-use cipherlake::paillier::keyfile::b64_encode;
+use cipherlake::paillier::wire::b64_encode;
 use cipherlake::paillier::{hazmat, PrivateKey};
 use cipherlake::sql::common::META_MODULUS;
 use cipherlake::sql::{self, KeyRing};

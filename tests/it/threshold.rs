@@ -33,13 +33,13 @@ proptest! {
         let partials: Vec<(usize, Integer)> = pick
             .iter()
             .map(|&k| {
-                let p = partial_decrypt(&d.public, &d.threshold, &d.shares[k], &c, b"t").unwrap();
-                prop_assert!(verify_partial(&d.public, &d.threshold, k + 1, &c, &p, b"t"));
+                let p = partial_decrypt(&d.public, &d.shares[k], &c, b"t").unwrap();
+                prop_assert!(verify_partial(&d.public, k + 1, &c, &p, b"t"));
                 Ok((k + 1, p.value))
             })
             .collect::<Result<_, TestCaseError>>()?;
         let refs: Vec<(usize, &Integer)> = partials.iter().map(|(i, v)| (*i, v)).collect();
-        let got = d.public.decode(combine(&d.public, &d.threshold, &refs).unwrap()).unwrap();
+        let got = d.public.decode(combine(&d.public, &refs).unwrap()).unwrap();
         prop_assert_eq!(got, Integer::from(m));
     }
 
@@ -48,8 +48,8 @@ proptest! {
     fn tampered_proofs_never_verify(m in any::<i32>(), which in 0usize..5, delta in 1u32..1000) {
         let d = dealt();
         let c = d.public.encrypt(&Integer::from(m)).unwrap();
-        let good = partial_decrypt(&d.public, &d.threshold, &d.shares[1], &c, b"bind").unwrap();
-        prop_assert!(verify_partial(&d.public, &d.threshold, 2, &c, &good, b"bind"));
+        let good = partial_decrypt(&d.public, &d.shares[1], &c, b"bind").unwrap();
+        prop_assert!(verify_partial(&d.public, 2, &c, &good, b"bind"));
         let n2 = d.public.n_squared();
         let mut bad: Partial = good.clone();
         let (mut index, mut binding): (usize, &[u8]) = (2, b"bind");
@@ -60,7 +60,7 @@ proptest! {
             3 => binding = b"other",
             _ => index = 3,
         }
-        prop_assert!(!verify_partial(&d.public, &d.threshold, index, &c, &bad, binding));
+        prop_assert!(!verify_partial(&d.public, index, &c, &bad, binding));
     }
 }
 
@@ -68,9 +68,9 @@ proptest! {
 fn fewer_than_the_threshold_cannot_combine() {
     let d = dealt();
     let c = d.public.encrypt(&Integer::from(5)).unwrap();
-    let p = partial_decrypt(&d.public, &d.threshold, &d.shares[0], &c, b"").unwrap();
-    let p2 = partial_decrypt(&d.public, &d.threshold, &d.shares[1], &c, b"").unwrap();
-    let err = combine(&d.public, &d.threshold, &[(1, &p.value), (2, &p2.value)]).unwrap_err();
+    let p = partial_decrypt(&d.public, &d.shares[0], &c, b"").unwrap();
+    let p2 = partial_decrypt(&d.public, &d.shares[1], &c, b"").unwrap();
+    let err = combine(&d.public, &[(1, &p.value), (2, &p2.value)]).unwrap_err();
     assert!(err.to_string().contains("3 needed"), "{err}");
 }
 
