@@ -132,6 +132,16 @@ pub fn preview(value: &str) -> String {
     }
 }
 
+/// A message from another library that may quote a whole input value (a CSV cell, say), cut to
+/// a length a terminal and a log can take.
+pub fn shorten(message: String) -> String {
+    const MAX: usize = 400;
+    match message.char_indices().nth(MAX) {
+        None => message,
+        Some((cut, _)) => format!("{}… ({} more bytes)", &message[..cut], message.len() - cut),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

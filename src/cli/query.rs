@@ -10,7 +10,9 @@ use cipherlake::lake::output::{BatchWriter, Format};
 use cipherlake::sql::display::{render, text_schema, CipherText};
 use cipherlake::sql::{self, KeyRing};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use futures::StreamExt;
 
@@ -85,7 +87,9 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
             let df = sql::plan_statement(&ctx, statement).await?;
             refuse_writes(df.logical_plan())?;
             if i < last {
-                df.collect().await?;
+                if let Err(e) = df.collect().await {
+                    return Err(locate(&ctx, &tables, &keys, e).await);
+                }
                 continue;
             }
             // The output is checked before the query runs.
@@ -109,7 +113,10 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
             };
             let mut writer = BatchWriter::create(format, out, out_schema)?;
             while let Some(batch) = stream.next().await {
-                let batch = batch?;
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => return Err(locate(&ctx, &tables, &keys, e).await),
+                };
                 match mode {
                     Some(m) => writer.write(&render(&batch, m)?)?,
                     None => writer.write(&batch)?,
@@ -197,4 +204,29 @@ fn writes_files(d: &datafusion::logical_expr::DmlStatement) -> bool {
     source_as_provider(&d.target)
         .map(|t| !t.is::<MemTable>())
         .unwrap_or(true)
+}
+
+/// An execution error, with the file and row it came from where a scan of the tables can find
+/// them: DataFusion's message names neither for a bad ciphertext or an unreadable page.
+async fn locate(
+    ctx: &SessionContext,
+    tables: &[(String, String)],
+    keys: &KeyRing,
+    e: DataFusionError,
+) -> anyhow::Error {
+    let from_data = e.to_string().contains("not a valid ciphertext")
+        || matches!(
+            e.find_root(),
+            DataFusionError::ParquetError(_) | DataFusionError::ArrowError(..)
+        );
+    if from_data {
+        for (name, location) in tables {
+            if let Ok(Some(found)) =
+                sql::table::find_bad_value(&ctx.state(), name, location, keys).await
+            {
+                return anyhow::anyhow!("{e}; the first bad value: {found}");
+            }
+        }
+    }
+    e.into()
 }

@@ -93,16 +93,54 @@ pub(crate) fn plain_column(
     array: &ArrayRef,
     what: &dyn Fn(usize) -> String,
 ) -> Result<ArrayRef> {
-    if field
-        .metadata()
-        .get(META_AGGREGATE)
-        .is_some_and(|a| is_average(a))
-    {
-        let rows = aggregate_rows(array).unwrap_or_default();
+    let Some(tag) = field.metadata().get(META_AGGREGATE) else {
+        return to_plain_array(values, &col.plain_type, what);
+    };
+    let rows = aggregate_rows(array).unwrap_or_default();
+    check_aggregate_range(&values, &rows, tag, &col.plain_type, what)?;
+    if is_average(tag) {
         average_array(values, &rows, col.scale, &col.plain_type, what)
     } else {
         to_plain_array(values, &col.plain_type, what)
     }
+}
+
+/// A sum of `rows` values of a column's type lies within `rows` times that type's range, and a
+/// count within 0..=rows. A decrypted aggregate outside that did not come from honest inputs: a
+/// foreign file holding values beyond its declared type (whose sum may have wrapped modulo n), or
+/// a forged row count. Reported as an overflow rather than printed.
+fn check_aggregate_range(
+    values: &[Option<Integer>],
+    rows: &[Option<u64>],
+    tag: &str,
+    plain_type: &DataType,
+    what: &dyn Fn(usize) -> String,
+) -> Result<()> {
+    let count = matches!(tag, "count" | "share");
+    // The largest magnitude one input row can have.
+    let per_row = match plain_type {
+        _ if count => Integer::from(1),
+        DataType::Decimal128(p, _) => Integer::from(Integer::u_pow_u(10, *p as u32)),
+        _ => Integer::from(u64::MAX),
+    };
+    for (i, v) in values.iter().enumerate() {
+        let (Some(v), Some(r)) = (v, rows.get(i).copied().flatten()) else {
+            continue;
+        };
+        let bound = Integer::from(&per_row * r);
+        let outside = if count {
+            *v < 0 || *v > bound
+        } else {
+            v.cmp_abs(&bound) == std::cmp::Ordering::Greater
+        };
+        if outside {
+            return Err(Error::Data(format!(
+                "{}: overflow: the decrypted {tag} is outside what {r} row(s) of its type can add up to (an input beyond its declared type, whose sum may have wrapped, or a forged row count)",
+                what(i)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The row counts that trail the values of an aggregate column (None for NULL or malformed).

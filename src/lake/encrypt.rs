@@ -21,7 +21,7 @@ use super::io::{list_inputs, parquet_props, InputFile, InputKind, Progress};
 use super::output::Format as OutputFormat;
 use super::schema::EncryptedColumn;
 use super::values::{fixed_size_binary, ColumnPlan};
-use crate::error::{Error, Result};
+use crate::error::{shorten, Error, Result};
 use crate::paillier::PublicKey;
 
 /// One `--encrypt` entry: a column and an optional decimal scale.
@@ -330,7 +330,7 @@ fn encrypt_file(
     let mut writer = ArrowWriter::try_new(dst, out_schema.clone(), Some(props))?;
     let (mut rows, mut values) = (0u64, 0u64);
     for batch in batches {
-        let batch = batch.map_err(|e| Error::Data(format!("{name}: {e}")))?;
+        let batch = batch.map_err(|e| Error::Data(shorten(format!("{name}: {e}"))))?;
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         for (i, plan) in &plans {
             let plain = plan.encode(&columns[*i], rows + 1, &name)?;

@@ -86,6 +86,25 @@ impl EncryptedColumn {
                 "{META_PLAIN_TYPE} `{plain}` is not supported"
             )));
         }
+        // The scale is written twice (in the decimal type and on its own); a file where the two
+        // disagree would decrypt to one number and compute with another.
+        let agrees = match plain_type {
+            DataType::Decimal128(_, s) if s < 0 => {
+                return Err(bad(&format!(
+                    "{META_PLAIN_TYPE} `{plain}` has a negative scale"
+                )))
+            }
+            // An average of a decimal keeps 4 more places than its sum.
+            DataType::Decimal128(_, s) if average => s as u32 == (scale + 4).min(MAX_SCALE),
+            DataType::Decimal128(_, s) => s as u32 == scale,
+            // Integers, booleans and the Float64 average of either are whole numbers.
+            _ => scale == 0,
+        };
+        if !agrees {
+            return Err(bad(&format!(
+                "{META_PLAIN_TYPE} `{plain}` does not agree with {META_SCALE} {scale}"
+            )));
+        }
         Ok(Some(EncryptedColumn {
             key_id: key_id.clone(),
             scale,

@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{
 use rug::Integer;
 
 use super::schema::MAX_SCALE;
-use crate::error::{Error, Result};
+use crate::error::{preview, Error, Result};
 
 /// How the values of one column to encrypt are read.
 #[derive(Clone, Debug)]
@@ -251,7 +251,7 @@ impl ColumnPlan {
                             TextKind::Boolean => parse_bool(s),
                             TextKind::Integer => parse_decimal(s, 0).map_err(|why| {
                                 if s.contains('.') && why.contains("digits after") {
-                                    format!("value `{s}` has decimals: give a scale, e.g. --encrypt {}:2", self.name)
+                                    format!("value `{}` has decimals: give a scale, e.g. --encrypt {}:2", preview(s), self.name)
                                 } else {
                                     why
                                 }
@@ -290,14 +290,21 @@ fn parse_bool(s: &str) -> std::result::Result<i128, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "t" | "1" | "yes" => Ok(1),
         "false" | "f" | "0" | "no" => Ok(0),
-        _ => Err(format!("`{s}` is not a boolean (true/false)")),
+        _ => Err(format!("`{}` is not a boolean (true/false)", preview(s))),
     }
 }
 
 /// Parses `[+-]digits[.digits]` exactly into value · 10^scale. Trailing zeros beyond the scale are
 /// fine (`1.50` at scale 1); any other extra digit is an error, never a rounding.
 pub fn parse_decimal(s: &str, scale: u32) -> std::result::Result<i128, String> {
-    let bad = || format!("`{s}` is not a number");
+    let shown = preview(s);
+    let bad = || {
+        if matches!(s.to_ascii_lowercase().as_str(), "yes" | "no" | "y" | "n") {
+            format!("`{shown}` is not a number: a yes/no column is read as text; write its values as true/false (or 1/0) to encrypt it as a boolean")
+        } else {
+            format!("`{shown}` is not a number")
+        }
+    };
     let (neg, body) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -316,11 +323,11 @@ pub fn parse_decimal(s: &str, scale: u32) -> std::result::Result<i128, String> {
     let frac_trimmed = frac_part.trim_end_matches('0');
     if frac_trimmed.len() > scale as usize {
         return Err(format!(
-            "`{s}` has {} digits after the decimal point but the scale is {scale}",
+            "`{shown}` has {} digits after the decimal point but the scale is {scale}",
             frac_trimmed.len()
         ));
     }
-    let overflow = || format!("`{s}` is out of range (more than 38 digits)");
+    let overflow = || format!("`{shown}` is out of range (more than 38 digits)");
     let mut v: i128 = 0;
     for b in int_part.bytes() {
         v = v

@@ -18,9 +18,10 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::logical_expr::CreateExternalTable;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::common::META_MODULUS;
+use crate::lake::decrypt::binary_values;
 use crate::lake::EncryptedColumn;
 use crate::paillier::wire::b64_encode;
 use crate::paillier::PublicKey;
@@ -97,13 +98,14 @@ pub async fn encrypted_table(
     let mut seen: HashMap<String, (EncryptedColumn, String)> = HashMap::new();
     let mut schemas = Vec::with_capacity(files.len());
     for meta in &files {
-        let file = meta.location.to_string();
+        let file = display_path(&url, &meta.location);
         let schema = format
             .infer_schema(state, &store, std::slice::from_ref(meta))
-            .await?;
+            .await
+            .map_err(|e| file_error(name, &file, &e))?;
         for field in schema.fields() {
             let col = EncryptedColumn::from_field(field)
-                .map_err(|e| DataFusionError::Plan(format!("table `{name}`, file {file}: {e}")))?;
+                .map_err(|e| DataFusionError::Plan(format!("table `{name}`: {file}: {e}")))?;
             let Some(col) = col else { continue };
             match seen.get(field.name()) {
                 None => {
@@ -143,6 +145,95 @@ pub async fn encrypted_table(
         .with_listing_options(options)
         .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// A file of a table as its user knows it: the local path (with its leading `/`, which object
+/// store paths leave out), or the full URL.
+fn display_path(url: &ListingTableUrl, location: &object_store::path::Path) -> String {
+    if url.scheme() == "file" {
+        format!("/{location}")
+    } else {
+        format!("{}{location}", url.object_store().as_str())
+    }
+}
+
+/// An error reading one file of a table, naming the table and the file (and DataFusion's
+/// "Parquet error: " prefix once).
+fn file_error(table: &str, file: &str, e: &DataFusionError) -> DataFusionError {
+    let msg = match e {
+        DataFusionError::ParquetError(p) => p.to_string(),
+        other => other.to_string(),
+    };
+    DataFusionError::Plan(format!("table `{table}`: {file}: {msg}"))
+}
+
+/// The first encrypted value in the table at `location` that is not a valid ciphertext of its
+/// key, as "FILE: row R, column `C`: reason", or the first file that cannot be read. A query's
+/// execution error cannot say which file a bad value came from; this scan, run after such an
+/// error, can.
+pub async fn find_bad_value(
+    state: &dyn Session,
+    name: &str,
+    location: &str,
+    keys: &KeyRing,
+) -> Result<Option<String>> {
+    use datafusion::datasource::listing::PartitionedFile;
+    use datafusion::datasource::physical_plan::parquet::{
+        DefaultParquetFileReaderFactory, ParquetFileReaderFactory,
+    };
+    use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+    use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
+    use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+    let url = ListingTableUrl::parse(location)?;
+    ensure_object_store(state, &url)?;
+    let store = state.runtime_env().object_store(&url)?;
+    let files: Vec<_> = url
+        .list_all_files(state, store.as_ref(), ".parquet")
+        .await?
+        .try_collect()
+        .await?;
+    let readers = DefaultParquetFileReaderFactory::new(Arc::clone(&store));
+    let metrics = ExecutionPlanMetricsSet::new();
+    for meta in files {
+        let file = display_path(&url, &meta.location);
+        let reader: Box<dyn AsyncFileReader> =
+            readers.create_reader(0, PartitionedFile::from(meta), None, &metrics)?;
+        let stream = match ParquetRecordBatchStreamBuilder::new(reader).await {
+            Ok(b) => b.build(),
+            Err(e) => return Ok(Some(format!("table `{name}`: {file}: {e}"))),
+        };
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => return Ok(Some(format!("table `{name}`: {file}: {e}"))),
+        };
+        let mut first_row = 1u64;
+        while let Some(batch) = stream.next().await {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => return Ok(Some(format!("table `{name}`: {file}: {e}"))),
+            };
+            let schema = batch.schema();
+            for (field, array) in schema.fields().iter().zip(batch.columns()) {
+                let Ok(Some(col)) = EncryptedColumn::from_field(field) else {
+                    continue;
+                };
+                let (Some(pk), Some(values)) = (keys.get(&col.key_id), binary_values(array)) else {
+                    continue;
+                };
+                for (i, v) in values.iter().enumerate() {
+                    if let Some(Err(e)) = v.map(|b| pk.ciphertext_from_le_bytes(b)) {
+                        return Ok(Some(format!(
+                            "table `{name}`: {file}: row {}, column `{}`: {e}",
+                            first_row + i as u64,
+                            field.name()
+                        )));
+                    }
+                }
+            }
+            first_row += batch.num_rows() as u64;
+        }
+    }
+    Ok(None)
 }
 
 /// A schema without cipherlake metadata (merged separately, after the per-column checks).
