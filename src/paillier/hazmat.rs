@@ -21,6 +21,16 @@ pub fn encrypt_djn_with_a(pk: &PublicKey, m: &Integer, a: &Integer) -> Ciphertex
     Ciphertext::from_raw(pk.mul_nude(m, pk.djn_pow(a)))
 }
 
+/// The key id of any parameters, valid or not (a key is built only from valid ones): for
+/// property tests of the fingerprint's encoding.
+pub fn fingerprint(
+    n: &Integer,
+    hs: Option<&Integer>,
+    threshold: Option<&super::threshold::ThresholdPublic>,
+) -> String {
+    keys::fingerprint(n, hs, threshold)
+}
+
 /// A private key from given primes and DJN base, any size (fixture keys).
 pub fn private_key_from_primes(p: Integer, q: Integer, hs: Option<Integer>) -> Result<PrivateKey> {
     PrivateKey::from_primes(p, q, hs)

@@ -71,7 +71,11 @@ fn be_bytes(x: &Integer) -> Vec<u8> {
 /// `label ‖ 0 ‖ 4-byte big-endian length ‖ bytes` (integers big-endian without leading zeros),
 /// in a fixed order; an absent optional parameter contributes nothing. docs/FORMAT.md has the
 /// same definition with a Python function that recomputes it.
-fn fingerprint(n: &Integer, hs: Option<&Integer>, th: Option<&ThresholdPublic>) -> String {
+pub(crate) fn fingerprint(
+    n: &Integer,
+    hs: Option<&Integer>,
+    th: Option<&ThresholdPublic>,
+) -> String {
     let mut h = Sha256::new();
     h.update(KEY_ID_DOMAIN);
     let mut item = |label: &str, bytes: &[u8]| {

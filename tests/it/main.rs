@@ -2,6 +2,8 @@
 //! known-answer vectors, and the crypto laws as properties.
 
 mod cli_keys;
+mod fingerprint;
+mod hostile;
 mod lake;
 mod laws;
 mod queries;

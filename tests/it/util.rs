@@ -1,7 +1,13 @@
-//! A temporary folder and a way to run the real binary inside it.
+//! A temporary folder and a way to run the real binary inside it, key fixtures made once per
+//! run, and the key id recomputed from docs/FORMAT.md's definition (independently of the crate).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use rug::Integer;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 pub struct Dir {
     tmp: tempfile::TempDir,
@@ -12,6 +18,68 @@ impl Dir {
         Dir {
             tmp: tempfile::tempdir().expect("temp dir"),
         }
+    }
+
+    /// A folder holding copies of keys made once per test run by the real `keygen`: `keys/` (a
+    /// 2-of-3 threshold key for parties a, b, c), `single/` and `other/` (two key pairs).
+    pub fn with_keys() -> Self {
+        static KEYS: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let keys = KEYS.get_or_init(|| {
+            let d = Dir::new();
+            d.keygen_threshold("a,b,c", "2", "keys").ok();
+            d.run(&["keygen", "--out", "single", "-q"]).ok();
+            d.run(&["keygen", "--out", "other", "-q"]).ok();
+            d.tmp
+        });
+        let dir = Dir::new();
+        for sub in ["keys", "single", "other"] {
+            std::fs::create_dir_all(dir.path(sub)).unwrap();
+            for e in std::fs::read_dir(keys.path().join(sub)).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), dir.path(sub).join(e.file_name())).unwrap();
+            }
+        }
+        dir
+    }
+
+    /// A key file (or any JSON file) of this folder, parsed.
+    pub fn json(&self, rel: &str) -> Value {
+        serde_json::from_str(&self.read(rel)).unwrap()
+    }
+
+    /// Runs `cipherlake partial-decrypt` for `party` of `keys/` on `input`, logging to
+    /// `audit-PARTY.log`.
+    pub fn partial(&self, party: &str, input: &str, out: &str, extra: &[&str]) -> Run {
+        let share = format!("keys/share-{party}.json");
+        let log = format!("audit-{party}.log");
+        let args = [
+            "partial-decrypt",
+            "--share",
+            &share,
+            "--key",
+            "keys/public.json",
+            "--input",
+            input,
+            "--output",
+            out,
+            "--audit-log",
+            &log,
+            "-q",
+        ];
+        self.run(&[&args[..], extra].concat())
+    }
+
+    /// Runs `cipherlake combine --key keys/public.json --input INPUT --partials P… EXTRA…`.
+    pub fn combine(&self, input: &str, partials: &[&str], extra: &[&str]) -> Run {
+        let args = [
+            "combine",
+            "--key",
+            "keys/public.json",
+            "--input",
+            input,
+            "--partials",
+        ];
+        self.run(&[&args[..], partials, &["-q"], extra].concat())
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -142,4 +210,47 @@ impl Run {
         assert!(!err.contains("panicked"), "panic: {err}");
         err
     }
+}
+
+/// A base64url big-endian integer of a key file.
+pub fn int(v: &Value) -> Integer {
+    cipherlake::paillier::wire::b64_decode(v.as_str().expect("a string")).expect("base64url")
+}
+
+/// An integer as a key file writes it.
+pub fn b64(x: &Integer) -> Value {
+    cipherlake::paillier::wire::b64_encode(x).into()
+}
+
+/// The key id of a public key file's JSON, computed from the definition in docs/FORMAT.md.
+pub fn fingerprint(key: &Value) -> String {
+    let mut h = Sha256::new();
+    h.update(b"cipherlake.key_id.v2\0");
+    let mut item = |label: &str, bytes: &[u8]| {
+        h.update(label.as_bytes());
+        h.update([0u8]);
+        h.update((bytes.len() as u32).to_be_bytes());
+        h.update(bytes);
+    };
+    let be = |v: &Value| int(v).to_digits::<u8>(rug::integer::Order::Msf);
+    item("n", &be(&key["n"]));
+    if key.get("hs").is_some_and(|v| !v.is_null()) {
+        item("hs", &be(&key["hs"]));
+    }
+    if let Some(t) = key.get("threshold").filter(|v| !v.is_null()) {
+        let parties = t["parties"].as_array().unwrap();
+        item(
+            "threshold.needed",
+            &t["needed"].as_u64().unwrap().to_be_bytes(),
+        );
+        item("threshold.parties", &(parties.len() as u64).to_be_bytes());
+        for p in parties {
+            item("threshold.party", p.as_str().unwrap().as_bytes());
+        }
+        item("threshold.v", &be(&t["v"]));
+        for v in t["verification_keys"].as_array().unwrap() {
+            item("threshold.verification_key", &be(v));
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
