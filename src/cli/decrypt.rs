@@ -43,11 +43,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
     let sk = keyfile::load_private(&args.key)?;
-    keyfile::check_pinned(
-        sk.public_key().key_id(),
-        super::key_id_flag(args.key_id.as_deref())?.as_deref(),
-        &args.key,
-    )?;
+    super::pin(sk.public_key().key_id(), args.key_id.as_deref(), &args.key)?;
     // Decrypted lake files are patient-level values: the output is for the key holder only.
     let (out, format) = super::output_target(
         &args.output,

@@ -156,10 +156,19 @@ pub(crate) fn key_id_flag(flag: Option<&str>) -> anyhow::Result<Option<String>> 
         .context("--key-id")
 }
 
+/// Refuses the key of `path` (whose id is `key_id`) unless it is the one `--key-id` pins.
+pub(crate) fn pin(key_id: &str, flag: Option<&str>, path: &Path) -> anyhow::Result<()> {
+    Ok(keyfile::check_pinned(
+        key_id,
+        key_id_flag(flag)?.as_deref(),
+        path,
+    )?)
+}
+
 /// Loads a public key and checks it against its `--key-id`, if given.
-pub(crate) fn load_public(path: &Path, pin: Option<&str>) -> anyhow::Result<PublicKey> {
+pub(crate) fn load_public(path: &Path, flag: Option<&str>) -> anyhow::Result<PublicKey> {
     let pk = keyfile::load_public(path)?;
-    keyfile::check_pinned(pk.key_id(), key_id_flag(pin)?.as_deref(), path)?;
+    pin(pk.key_id(), flag, path)?;
     Ok(pk)
 }
 

@@ -44,11 +44,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let pk = keyfile::load_threshold_public(&args.key)?;
-    keyfile::check_pinned(
-        pk.key_id(),
-        super::key_id_flag(args.key_id.as_deref())?.as_deref(),
-        &args.key,
-    )?;
+    super::pin(pk.key_id(), args.key_id.as_deref(), &args.key)?;
     let share = keyfile::load_share(&args.share)?;
     share
         .check_against(&pk)

@@ -85,12 +85,7 @@ pub async fn encrypted_table(
             .collect(),
     );
 
-    let store = state.runtime_env().object_store(&url)?;
-    let files: Vec<_> = url
-        .list_all_files(state, store.as_ref(), ".parquet")
-        .await?
-        .try_collect()
-        .await?;
+    let (store, files) = list_files(state, &url).await?;
     if files.is_empty() {
         return plan_err!("table `{name}`: no .parquet files at {location}");
     }
@@ -147,6 +142,23 @@ pub async fn encrypted_table(
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
+/// The store of a table and its `.parquet` files (as a lake listing sees them).
+async fn list_files(
+    state: &dyn Session,
+    url: &ListingTableUrl,
+) -> Result<(
+    Arc<dyn object_store::ObjectStore>,
+    Vec<object_store::ObjectMeta>,
+)> {
+    let store = state.runtime_env().object_store(url)?;
+    let files = url
+        .list_all_files(state, store.as_ref(), ".parquet")
+        .await?
+        .try_collect()
+        .await?;
+    Ok((store, files))
+}
+
 /// A file of a table as its user knows it: the local path (with its leading `/`, which object
 /// store paths leave out), or the full URL.
 fn display_path(url: &ListingTableUrl, location: &object_store::path::Path) -> String {
@@ -186,12 +198,7 @@ pub async fn find_bad_value(
     use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
     let url = ListingTableUrl::parse(location)?;
     ensure_object_store(state, &url)?;
-    let store = state.runtime_env().object_store(&url)?;
-    let files: Vec<_> = url
-        .list_all_files(state, store.as_ref(), ".parquet")
-        .await?
-        .try_collect()
-        .await?;
+    let (store, files) = list_files(state, &url).await?;
     let readers = DefaultParquetFileReaderFactory::new(Arc::clone(&store));
     let metrics = ExecutionPlanMetricsSet::new();
     for meta in files {

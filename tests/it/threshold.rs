@@ -114,23 +114,6 @@ fn setup() -> Dir {
     dir
 }
 
-fn partial(dir: &Dir, party: &str, input: &str, out: &str) -> crate::util::Run {
-    dir.run(&[
-        "partial-decrypt",
-        "--share",
-        &format!("keys/share-{party}.json"),
-        "--key",
-        "keys/public.json",
-        "--input",
-        input,
-        "--output",
-        out,
-        "--audit-log",
-        &format!("audit-{party}.log"),
-        "-q",
-    ])
-}
-
 #[test]
 fn three_hospitals_every_pair_decrypts_the_same_as_a_single_key() {
     let dir = setup();
@@ -139,7 +122,8 @@ fn three_hospitals_every_pair_decrypts_the_same_as_a_single_key() {
         .ok();
     assert!(single.lines().count() >= 3, "{single}");
     for h in HOSPITALS {
-        partial(&dir, h, "r.parquet", &format!("{h}.partial.json")).ok();
+        dir.partial(h, "r.parquet", &format!("{h}.partial.json"), &[])
+            .ok();
     }
     for (x, y) in [("a", "b"), ("a", "c"), ("b", "c")] {
         let out = dir
@@ -179,8 +163,8 @@ fn three_hospitals_every_pair_decrypts_the_same_as_a_single_key() {
 #[test]
 fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
     let dir = setup();
-    partial(&dir, "a", "r.parquet", "a.partial.json").ok();
-    partial(&dir, "b", "r.parquet", "b.partial.json").ok();
+    dir.partial("a", "r.parquet", "a.partial.json", &[]).ok();
+    dir.partial("b", "r.parquet", "b.partial.json", &[]).ok();
     let combine = |partials: &[&str]| {
         let mut args = vec![
             "combine",
@@ -222,7 +206,8 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
         &["--output", "r2.parquet"],
     )
     .ok();
-    partial(&dir, "c", "r2.parquet", "c-other.partial.json").ok();
+    dir.partial("c", "r2.parquet", "c-other.partial.json", &[])
+        .ok();
     combine(&["a.partial.json", "c-other.partial.json"])
         .fails_with(&["party c", "different result file"]);
     // A partial for another key.
@@ -302,7 +287,7 @@ fn small_decrypted_counts_and_shares_are_suppressed_averages_decrypt() {
     dir.query("keys/public.json", "t=lake", "SELECT SUM(cost) AS cost, SUM(flag) AS flagged, AVG(flag) AS share, AVG(cost) AS mean FROM t", &["--output", "r.parquet"])
     .ok();
     for p in ["a", "b"] {
-        partial(&dir, p, "r.parquet", &format!("{p}.json")).ok();
+        dir.partial(p, "r.parquet", &format!("{p}.json"), &[]).ok();
     }
     let run = dir.run(&[
         "combine",
