@@ -108,6 +108,7 @@ fn bench_sum(rows: usize, repeat: usize, global: &Global) -> anyhow::Result<()> 
         key_id: pk.key_id().into(),
         scale: 0,
         plain_type: DataType::Int64,
+        aggregate: None,
     };
     let schema = Arc::new(Schema::new(vec![
         Field::new("g", DataType::Int64, false),
@@ -283,7 +284,7 @@ fn bench_encrypt(rows: usize, global: &Global) -> anyhow::Result<()> {
 }
 
 fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<()> {
-    use cipherlake::lake::schema::{META_AGGREGATE, ROWS_BYTES};
+    use cipherlake::lake::schema::{AggregateKind, AggregateValue};
     use cipherlake::lake::threshold::{combine_result, partial_decrypt_result, ResultFile};
     use cipherlake::paillier::threshold::{combine, deal, partial_decrypt, verify_partial};
 
@@ -326,27 +327,22 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
     // A result file of `cells` aggregate cells (100 rows each), partially decrypted by two
     // parties and combined, with all cores.
     let width = pk.ciphertext_width();
-    let mut buf = vec![0u8; cells * (width + ROWS_BYTES)];
-    for (i, out) in buf.chunks_exact_mut(width + ROWS_BYTES).enumerate() {
+    let size = AggregateValue::width(width);
+    let mut buf = vec![0u8; cells * size];
+    for (i, out) in buf.chunks_exact_mut(size).enumerate() {
         pk.encrypt_i128(i as i128)?.write_le(&mut out[..width]);
-        out[width..].copy_from_slice(&100u64.to_le_bytes());
+        AggregateValue::write_rows(out, 100);
     }
     let col = EncryptedColumn {
         key_id: pk.key_id().into(),
         scale: 0,
         plain_type: DataType::Int64,
+        aggregate: Some(AggregateKind::Sum),
     };
-    let mut md = col.metadata();
-    md.insert(META_AGGREGATE.into(), "sum".into());
-    let field = Field::new(
-        "s",
-        DataType::FixedSizeBinary((width + ROWS_BYTES) as i32),
-        true,
-    )
-    .with_metadata(md);
+    let field = col.field("s", size);
     let schema = Arc::new(Schema::new(vec![field]));
     let array: ArrayRef = Arc::new(FixedSizeBinaryArray::try_new(
-        (width + ROWS_BYTES) as i32,
+        size as i32,
         buf.into(),
         None,
     )?);

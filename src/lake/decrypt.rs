@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 use rug::Integer;
 
-use super::schema::{is_average, EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
+use super::schema::{AggregateKind, AggregateValue, EncryptedColumn};
 use super::values::{average_array, to_plain_array};
 use crate::error::{Error, Result};
 use crate::paillier::PrivateKey;
@@ -64,9 +64,8 @@ pub fn decrypt_batch(
                 let name = field.name();
                 let what =
                     |i: usize| format!("{source}: row {}, column `{name}`", first_row + i as u64);
-                let aggregate = field.metadata().contains_key(META_AGGREGATE);
-                let values = decrypt_column(sk, array, aggregate, &what)?;
-                columns.push(plain_column(values, field, &col, array, &what)?);
+                let values = decrypt_column(sk, array, &col, &what)?;
+                columns.push(plain_column(values, &col, array, &what)?);
             }
         }
     }
@@ -84,21 +83,20 @@ pub fn binary_values(array: &ArrayRef) -> Option<Vec<Option<&[u8]>>> {
     })
 }
 
-/// Decrypted values of the encrypted column `field` (values in `array`) → its plain array. An
+/// Decrypted values of the encrypted column `col` (values in `array`) → its plain array. An
 /// average is divided by the row count that trails each of its values.
 pub(crate) fn plain_column(
     values: Vec<Option<Integer>>,
-    field: &Field,
     col: &EncryptedColumn,
     array: &ArrayRef,
     what: &dyn Fn(usize) -> String,
 ) -> Result<ArrayRef> {
-    let Some(tag) = field.metadata().get(META_AGGREGATE) else {
+    let Some(kind) = col.aggregate else {
         return to_plain_array(values, &col.plain_type, what);
     };
     let rows = aggregate_rows(array).unwrap_or_default();
-    check_aggregate_range(&values, &rows, tag, &col.plain_type, what)?;
-    if is_average(tag) {
+    check_aggregate_range(&values, &rows, kind, &col.plain_type, what)?;
+    if kind.is_average() {
         average_array(values, &rows, col.scale, &col.plain_type, what)
     } else {
         to_plain_array(values, &col.plain_type, what)
@@ -112,30 +110,28 @@ pub(crate) fn plain_column(
 fn check_aggregate_range(
     values: &[Option<Integer>],
     rows: &[Option<u64>],
-    tag: &str,
+    kind: AggregateKind,
     plain_type: &DataType,
     what: &dyn Fn(usize) -> String,
 ) -> Result<()> {
-    let count = matches!(tag, "count" | "share");
-    // The largest magnitude one input row can have.
-    let per_row = match plain_type {
-        _ if count => Integer::from(1),
-        DataType::Decimal128(p, _) => Integer::from(Integer::u_pow_u(10, *p as u32)),
-        _ => Integer::from(u64::MAX),
+    let count = kind.is_count();
+    // The largest magnitude one input row can have (a count's rows are 0 or 1; a Decimal128(38)
+    // row stays below 10³⁸ < 2¹²⁷, so the bound saturates only far above any decodable sum).
+    let per_row: u128 = match plain_type {
+        _ if count => 1,
+        DataType::Decimal128(p, _) => 10u128.saturating_pow(*p as u32),
+        _ => u64::MAX as u128,
     };
     for (i, v) in values.iter().enumerate() {
         let (Some(v), Some(r)) = (v, rows.get(i).copied().flatten()) else {
             continue;
         };
-        let bound = Integer::from(&per_row * r);
-        let outside = if count {
-            *v < 0 || *v > bound
-        } else {
-            v.cmp_abs(&bound) == std::cmp::Ordering::Greater
-        };
+        let bound = per_row.saturating_mul(r as u128);
+        let magnitude = v.as_abs().to_u128();
+        let outside = (count && v.is_negative()) || magnitude.is_none_or(|m| m > bound);
         if outside {
             return Err(Error::Data(format!(
-                "{}: overflow: the decrypted {tag} is outside what {r} row(s) of its type can add up to (an input beyond its declared type, whose sum may have wrapped, or a forged row count)",
+                "{}: overflow: the decrypted {kind} is outside what {r} row(s) of its type can add up to (an input beyond its declared type, whose sum may have wrapped, or a forged row count)",
                 what(i)
             )));
         }
@@ -148,11 +144,7 @@ fn aggregate_rows(array: &ArrayRef) -> Option<Vec<Option<u64>>> {
     Some(
         binary_values(array)?
             .into_iter()
-            .map(|v| {
-                let v = v?;
-                let tail = v.get(v.len().checked_sub(ROWS_BYTES)?..)?;
-                Some(u64::from_le_bytes(tail.try_into().ok()?))
-            })
+            .map(|v| AggregateValue::rows_of(v?))
             .collect(),
     )
 }
@@ -160,7 +152,7 @@ fn aggregate_rows(array: &ArrayRef) -> Option<Vec<Option<u64>>> {
 fn decrypt_column(
     sk: &PrivateKey,
     array: &ArrayRef,
-    aggregate: bool,
+    col: &EncryptedColumn,
     what: &(dyn Fn(usize) -> String + Sync),
 ) -> Result<Vec<Option<Integer>>> {
     let values = binary_values(array).ok_or_else(|| {
@@ -176,11 +168,15 @@ fn decrypt_column(
         .enumerate()
         .map(|(i, v)| {
             v.map(|bytes| {
+                let at = |e: Error| Error::Data(format!("{}: {e}", what(i)));
                 // An aggregate value is the ciphertext followed by its row count.
-                let bytes = if aggregate {
-                    &bytes[..bytes.len().saturating_sub(ROWS_BYTES)]
-                } else {
-                    bytes
+                let bytes = match col.aggregate {
+                    Some(_) => {
+                        AggregateValue::split(bytes, pk.ciphertext_width())
+                            .map_err(at)?
+                            .ciphertext
+                    }
+                    None => bytes,
                 };
                 let c = pk
                     .ciphertext_from_le_bytes(bytes)

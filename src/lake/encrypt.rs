@@ -318,6 +318,7 @@ fn encrypt_file(
             key_id: pk.key_id().to_owned(),
             scale: plan.scale,
             plain_type: plan.plain_type.clone(),
+            aggregate: None,
         };
         fields[*i] = col.field(&plan.name, width);
     }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::decrypt::{binary_values, decrypted_schema, plain_column};
 use super::io::Progress;
-use super::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
+use super::schema::{AggregateValue, EncryptedColumn};
 use crate::error::{join_limited, Error, Result};
 use crate::paillier::threshold::{
     combine, params, partial_decrypt, verify_partial, KeyShare, Partial, ThresholdPublic,
@@ -133,7 +133,6 @@ impl ResultFile {
                         ),
                     });
                 }
-                let aggregate = field.metadata().contains_key(META_AGGREGATE);
                 let values = binary_values(array).ok_or_else(|| {
                     Error::Data(format!(
                         "{}: column `{}` is not binary",
@@ -146,13 +145,13 @@ impl ResultFile {
                     let row = offset + i as u64;
                     let at =
                         || format!("{}: row {}, column `{}`", self.name, row + 1, field.name());
-                    let (ct, rows) = if aggregate && bytes.len() > ROWS_BYTES {
-                        let w = bytes.len() - ROWS_BYTES;
-                        let mut r = [0u8; ROWS_BYTES];
-                        r.copy_from_slice(&bytes[w..]);
-                        (&bytes[..w], Some(u64::from_le_bytes(r)))
-                    } else {
-                        (*bytes, None)
+                    let (ct, rows) = match col.aggregate {
+                        Some(_) => {
+                            let v = AggregateValue::split(bytes, pk.ciphertext_width())
+                                .map_err(|e| Error::Data(format!("{}: {e}", at())))?;
+                            (v.ciphertext, Some(v.rows))
+                        }
+                        None => (*bytes, None),
                     };
                     let ciphertext = pk
                         .ciphertext_from_le_bytes(ct)
@@ -442,10 +441,7 @@ pub fn combine_result(
                 continue;
             };
             // A share (AVG of a flag) times its rows is a count: suppressed alike.
-            let is_count = field
-                .metadata()
-                .get(META_AGGREGATE)
-                .is_some_and(|a| a == "count" || a == "share");
+            let is_count = col.aggregate.is_some_and(|a| a.is_count());
             let values: Vec<Option<Integer>> = (0..batch.num_rows() as u64)
                 .map(|r| {
                     let v = plain.get(&(field.name().clone(), offset + r)).cloned()?;
@@ -464,7 +460,7 @@ pub fn combine_result(
                     offset + i as u64 + 1
                 )
             };
-            columns.push(plain_column(values, field, &col, array, &what)?);
+            columns.push(plain_column(values, &col, array, &what)?);
         }
         out.batches.push(RecordBatch::try_new(out_schema, columns)?);
         offset += batch.num_rows() as u64;

@@ -17,6 +17,8 @@ use datafusion::arrow::datatypes::{
 };
 use rug::Integer;
 
+use crate::paillier::encoding;
+
 use super::schema::MAX_SCALE;
 use crate::error::{preview, Error, Result};
 
@@ -465,14 +467,14 @@ pub fn average_array(
             Ok(Arc::new(out?))
         }
         DataType::Decimal128(p, s) if *s as u32 >= scale => {
-            let factor = Integer::from(Integer::u_pow_u(10, *s as u32 - scale));
+            let extra = *s as u32 - scale;
             let limit = 10u128.pow(*p as u32);
             let out: Result<Decimal128Array> = pairs
                 .enumerate()
                 .map(|(i, p)| {
                     p?.map(|(v, r)| {
-                        let (q, _) = (v * &factor).div_rem(Integer::from(r));
-                        q.to_i128()
+                        encoding::average(&v, r, extra)
+                            .to_i128()
                             .filter(|q| q.unsigned_abs() < limit)
                             .ok_or_else(|| err(i, &format!("average does not fit {plain_type}")))
                     })

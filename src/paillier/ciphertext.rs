@@ -31,9 +31,8 @@ impl Ciphertext {
         self.0
     }
 
-    pub(crate) fn mul_mod_assign(&mut self, other: &Integer, modulus: &Integer) {
-        self.0 *= other;
-        self.0 %= modulus;
+    pub(crate) fn as_integer_mut(&mut self) -> &mut Integer {
+        &mut self.0
     }
 
     /// Writes the little-endian bytes into `out`, zero-padding the high end. `out` must be at
@@ -52,7 +51,7 @@ impl Ciphertext {
 
 /// Writes a non-negative integer's little-endian bytes into `out`, zero-padding the high end (the
 /// counterpart of `read_le_into`). `out` must be wide enough.
-pub fn write_le(x: &Integer, out: &mut [u8]) {
+pub(crate) fn write_le(x: &Integer, out: &mut [u8]) {
     let needed = x.significant_digits::<u8>();
     assert!(
         out.len() >= needed,
@@ -64,7 +63,7 @@ pub fn write_le(x: &Integer, out: &mut [u8]) {
 
 /// Reads little-endian bytes into an existing integer, reusing its allocation. When the width is
 /// a multiple of 8 the bytes go in as whole 64-bit limbs, which GMP copies straight in.
-pub fn read_le_into(x: &mut Integer, bytes: &[u8]) {
+pub(crate) fn read_le_into(x: &mut Integer, bytes: &[u8]) {
     if bytes.len().is_multiple_of(8) {
         // 128 words: a 4096-bit key's ciphertexts (1024 bytes).
         let mut words = [0u64; 128];

@@ -17,6 +17,16 @@ pub(crate) fn encode(value: &Integer, n: &Integer, max_int: &Integer) -> Option<
     Some(m)
 }
 
+/// A decoded sum divided by its row count at `extra` more decimal places, truncated toward zero
+/// (as DataFusion's `AVG` of a decimal does): sum · 10^extra ÷ rows.
+pub fn average(sum: &Integer, rows: u64, extra: u32) -> Integer {
+    let mut x = sum.clone();
+    if extra > 0 {
+        x *= Integer::from(Integer::u_pow_u(10, extra));
+    }
+    x.div_rem(Integer::from(rows)).0
+}
+
 /// The signed value of a plaintext in [0, n), or None in the overflow band.
 pub(crate) fn decode(plain: Integer, n: &Integer, max_int: &Integer) -> Option<Integer> {
     if &plain <= max_int {

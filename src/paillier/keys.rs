@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::ciphertext::Ciphertext;
 use super::fixed_base::FixedBaseTable;
+use super::modulus::Modulus;
+use super::ops::Plaintext;
 use super::threshold::ThresholdPublic;
 use super::{encoding, primes, randomness};
 use crate::error::{Error, Result};
@@ -27,9 +29,7 @@ const KEY_ID_DOMAIN: &[u8] = b"cipherlake.key_id.v2\0";
 /// the parties and verification keys. Its key id fingerprints all of them.
 #[derive(Clone)]
 pub struct PublicKey {
-    n: Integer,
-    n2: Integer,
-    max_int: Integer,
+    modulus: Modulus,
     hs: Option<Integer>,
     threshold: Option<Arc<ThresholdPublic>>,
     key_id: String,
@@ -157,13 +157,9 @@ impl PublicKey {
     /// has order above 2 (hs ≢ ±1 mod n, hs² ≠ 1).
     pub(crate) fn new_unchecked_size(n: Integer, hs: Option<Integer>) -> Result<Self> {
         check_modulus(&n)?;
-        let n2 = Integer::from(n.square_ref());
-        let max_int = Integer::from(&n / 3u32) - 1u32;
         let key_id = fingerprint(&n, hs.as_ref(), None);
         let pk = PublicKey {
-            n,
-            n2,
-            max_int,
+            modulus: Modulus::new(n)?,
             hs: None,
             threshold: None,
             key_id,
@@ -172,8 +168,8 @@ impl PublicKey {
         let hs = match hs {
             Some(hs) => {
                 pk.check_unit_of_large_order("hs", &hs)?;
-                let r = Integer::from(&hs % &pk.n);
-                if Integer::from(r.square_ref()) % &pk.n == 1 {
+                let r = Integer::from(&hs % pk.n());
+                if Integer::from(r.square_ref()) % pk.n() == 1 {
                     return Err(Error::KeyParameter {
                         parameter: "hs",
                         reason: "hs² ≡ 1 (mod n): its encryptions would hide nothing".into(),
@@ -189,7 +185,7 @@ impl PublicKey {
     /// This key with its threshold parameters (validated); the key id then covers them too.
     pub fn with_threshold(self, th: ThresholdPublic) -> Result<Self> {
         th.validate(&self)?;
-        let key_id = fingerprint(&self.n, self.hs.as_ref(), Some(&th));
+        let key_id = fingerprint(self.n(), self.hs.as_ref(), Some(&th));
         Ok(PublicKey {
             key_id,
             threshold: Some(Arc::new(th)),
@@ -208,10 +204,10 @@ impl PublicKey {
             parameter,
             reason: reason.into(),
         };
-        if *x <= 0 || *x >= self.n2 || x.gcd_ref(&self.n).complete() != 1 {
+        if *x <= 0 || *x >= *self.n_squared() || x.gcd_ref(self.n()).complete() != 1 {
             return Err(bad("not a unit modulo n²"));
         }
-        if Integer::from(x.square_ref()) % &self.n2 == 1 {
+        if Integer::from(x.square_ref()) % self.n_squared() == 1 {
             return Err(bad(
                 "its square is 1 modulo n² (it is ±1 or another root of unity)",
             ));
@@ -224,13 +220,17 @@ impl PublicKey {
         self.threshold.as_deref()
     }
 
+    /// The modulus, all that arithmetic on this key's ciphertexts needs.
+    pub fn modulus(&self) -> &Modulus {
+        &self.modulus
+    }
     /// The modulus n.
     pub fn n(&self) -> &Integer {
-        &self.n
+        self.modulus.n()
     }
     /// n².
     pub fn n_squared(&self) -> &Integer {
-        &self.n2
+        self.modulus.n_squared()
     }
     /// The DJN base, when the key has one.
     pub fn hs(&self) -> Option<&Integer> {
@@ -238,7 +238,7 @@ impl PublicKey {
     }
     /// Bit length of n.
     pub fn bits(&self) -> u32 {
-        self.n.significant_bits()
+        self.modulus.bits()
     }
     /// The key id: lowercase hex SHA-256 fingerprint of every public parameter.
     pub fn key_id(&self) -> &str {
@@ -246,23 +246,23 @@ impl PublicKey {
     }
     /// The largest magnitude a signed plaintext may have: ⌊n/3⌋ − 1.
     pub fn max_int(&self) -> &Integer {
-        &self.max_int
+        self.modulus.max_int()
     }
     /// Bytes of one ciphertext on disk: 2·⌈|n|/8⌉ rounded up to a multiple of 8.
     pub fn ciphertext_width(&self) -> usize {
-        (2 * self.bits().div_ceil(8) as usize).div_ceil(8) * 8
+        self.modulus.width()
     }
 
     /// Signed integer → plaintext in [0, n).
     pub fn encode(&self, value: &Integer) -> Result<Integer> {
-        encoding::encode(value, &self.n, &self.max_int).ok_or_else(|| Error::OutOfRange {
+        encoding::encode(value, self.n(), self.max_int()).ok_or_else(|| Error::OutOfRange {
             key_id: self.key_id.clone(),
         })
     }
 
     /// Plaintext in [0, n) → signed integer; the band between max_int and n − max_int is overflow.
     pub fn decode(&self, plain: Integer) -> Result<Integer> {
-        encoding::decode(plain, &self.n, &self.max_int).ok_or_else(|| Error::Overflow {
+        encoding::decode(plain, self.n(), self.max_int()).ok_or_else(|| Error::Overflow {
             key_id: self.key_id.clone(),
         })
     }
@@ -287,7 +287,7 @@ impl PublicKey {
                 Ok(self.djn_pow(&a))
             }
             None => {
-                let r = randomness::random_unit(&self.n)?;
+                let r = randomness::random_unit(self.n())?;
                 Ok(self.r_pow_n(&r))
             }
         }
@@ -304,7 +304,7 @@ impl PublicKey {
                 .hs
                 .as_ref()
                 .map_or_else(|| Integer::from(1), Clone::clone);
-            FixedBaseTable::new(&hs, &self.n2, self.djn_exponent_bits())
+            FixedBaseTable::new(&hs, self.n_squared(), self.djn_exponent_bits())
         });
         table.pow(a)
     }
@@ -312,20 +312,21 @@ impl PublicKey {
     pub(crate) fn r_pow_n(&self, r: &Integer) -> Integer {
         // r < n and n² > 0: pow_mod cannot fail for a positive exponent.
         r.clone()
-            .pow_mod(&self.n, &self.n2)
+            .pow_mod(self.n(), self.n_squared())
             .unwrap_or_else(|_| Integer::from(1))
     }
 
     /// (1 + m·n) · obf mod n², for m in [0, n) and obf a unit mod n². Computed as
     /// obf + n·(m·obf mod n): one multiplication mod n instead of one mod n².
     pub(crate) fn mul_nude(&self, m: &Integer, mut obf: Integer) -> Integer {
-        let mut t = Integer::from(&obf % &self.n);
+        let (n, n2) = (self.n(), self.n_squared());
+        let mut t = Integer::from(&obf % n);
         t *= m;
-        t %= &self.n;
-        t *= &self.n;
+        t %= n;
+        t *= n;
         obf += t;
-        if obf >= self.n2 {
-            obf -= &self.n2;
+        if obf >= *n2 {
+            obf -= n2;
         }
         obf
     }
@@ -334,9 +335,9 @@ impl PublicKey {
     pub(crate) fn validate(&self, c: Integer) -> Result<Integer> {
         let reason = if c <= 0 {
             "it is zero"
-        } else if c >= self.n2 {
+        } else if c >= *self.n_squared() {
             "it is not below n²"
-        } else if c.gcd_ref(&self.n).complete() != 1 {
+        } else if c.gcd_ref(self.n()).complete() != 1 {
             "it shares a factor with n"
         } else {
             return Ok(c);
@@ -349,45 +350,43 @@ impl PublicKey {
 
     /// Homomorphic addition: Dec(a ⊕ b) = Dec(a) + Dec(b).
     pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
-        let mut c = Integer::from(a.as_integer() * b.as_integer());
-        c %= &self.n2;
-        Ciphertext::from_raw(c)
+        self.modulus.add(a, b)
     }
 
     /// In-place homomorphic addition, the aggregation hot path: one multiplication mod n².
     pub fn add_assign(&self, acc: &mut Ciphertext, b: &Ciphertext) {
-        acc.mul_mod_assign(b.as_integer(), &self.n2);
+        self.modulus.add_assign(acc, b);
     }
 
-    /// Adds a signed plaintext k: c · (1 + k·n) mod n².
+    /// Adds a signed plaintext k (|k| ≤ max_int): c · (1 + k·n) mod n².
     pub fn add_plain(&self, c: &Ciphertext, k: &Integer) -> Result<Ciphertext> {
-        let m = self.encode(k)?;
-        Ok(Ciphertext::from_raw(
-            self.mul_nude(&m, c.as_integer().clone()),
-        ))
+        self.encode(k)?;
+        Ok(self.modulus.add_plain(c, &Plaintext::from(k.clone())))
     }
 
     /// Multiplies by a signed plaintext k: c^k mod n² (a negative k through the inverse).
-    pub fn mul_plain(&self, c: &Ciphertext, k: &Integer) -> Ciphertext {
-        // c is a unit mod n² (validated on entry), so the inverse exists and pow_mod succeeds.
-        let r = c
-            .as_integer()
-            .clone()
-            .pow_mod(k, &self.n2)
-            .unwrap_or_else(|_| Integer::from(1));
-        Ciphertext::from_raw(r)
+    pub fn mul_plain(&self, c: &Ciphertext, k: &Integer) -> Result<Ciphertext> {
+        self.modulus
+            .mul_plain(c, &Plaintext::from(k.clone()))
+            .map_err(|reason| self.invalid(reason))
     }
 
     /// Negation: Dec(neg(c)) = −Dec(c).
-    pub fn neg(&self, c: &Ciphertext) -> Ciphertext {
-        self.mul_plain(c, &Integer::from(-1))
+    pub fn neg(&self, c: &Ciphertext) -> Result<Ciphertext> {
+        self.modulus.neg(c).map_err(|reason| self.invalid(reason))
     }
 
     /// A fresh-looking ciphertext of the same plaintext: c · Enc(0).
     pub fn rerandomize(&self, c: &Ciphertext) -> Result<Ciphertext> {
-        let mut r = c.clone();
-        r.mul_mod_assign(&self.obfuscator()?, &self.n2);
-        Ok(r)
+        let obf = Ciphertext::from_raw(self.obfuscator()?);
+        Ok(self.modulus.add(c, &obf))
+    }
+
+    fn invalid(&self, reason: &str) -> Error {
+        Error::InvalidCiphertext {
+            key_id: self.key_id.clone(),
+            reason: reason.into(),
+        }
     }
 
     /// Reads a fixed-width little-endian ciphertext, validating it.
@@ -509,8 +508,8 @@ impl PrivateKey {
         let q2 = Integer::from(q.square_ref());
         let p_minus_1 = Integer::from(&p - 1u32);
         let q_minus_1 = Integer::from(&q - 1u32);
-        let hp = h_constant(&public.n, &p, &p2, &p_minus_1)?;
-        let hq = h_constant(&public.n, &q, &q2, &q_minus_1)?;
+        let hp = h_constant(public.n(), &p, &p2, &p_minus_1)?;
+        let hq = h_constant(public.n(), &q, &q2, &q_minus_1)?;
         let p_inv_q = p
             .invert_ref(&q)
             .map(Integer::from)

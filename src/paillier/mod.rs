@@ -3,16 +3,21 @@
 //! base64url form of its integers (`wire`); key files on disk are `crate::keyfile`.
 //! This module knows nothing of Arrow, Parquet or DataFusion.
 
+mod arith;
 mod ciphertext;
 pub mod encoding;
 mod fixed_base;
 pub mod hazmat;
 mod keys;
+mod modulus;
+mod ops;
 mod primes;
 pub(crate) mod randomness;
 pub mod threshold;
 pub mod wire;
 
-pub use ciphertext::{read_le_into, write_le, Ciphertext};
+pub use ciphertext::Ciphertext;
 pub use keys::{PrivateKey, PublicKey, MAX_BITS, MIN_BITS, OFFERED_BITS};
+pub use modulus::Modulus;
+pub use ops::{BadCiphertext, Plaintext, Sum, NOT_INVERTIBLE};
 pub use primes::is_safe_prime;

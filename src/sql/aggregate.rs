@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 use super::common::{
     sum_plain_type, CipherInput, CipherSumAccumulator, CipherSumGroupsAccumulator,
 };
-use crate::lake::schema::{is_average, MAX_SCALE};
+use crate::lake::schema::{AggregateKind, MAX_SCALE};
 
 /// Which encrypted aggregate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,12 +44,12 @@ impl Kind {
         }
     }
 
-    /// The value of `cipherlake.aggregate` on results.
-    pub fn tag(self) -> &'static str {
+    /// What its results hold (of an ordinary input; see `result_field` for the exceptions).
+    pub fn result_kind(self) -> AggregateKind {
         match self {
-            Kind::Sum => "sum",
-            Kind::Count => "count",
-            Kind::Avg => "avg",
+            Kind::Sum => AggregateKind::Sum,
+            Kind::Count => AggregateKind::Count,
+            Kind::Avg => AggregateKind::Avg,
         }
     }
 }
@@ -100,8 +100,8 @@ impl CipherAggregate {
         };
         let name = &input.name;
         let plain = &input.column.plain_type;
-        match (self.kind, input.aggregate.as_deref()) {
-            (_, Some(a)) if is_average(a) => {
+        match (self.kind, input.aggregate()) {
+            (_, Some(a)) if a.is_average() => {
                 return plan_err!(
                     "{called}({name}): `{name}` is already an average; aggregate the sums instead (an average of averages weighs groups wrongly)"
                 )
@@ -136,14 +136,10 @@ impl CipherAggregate {
         };
         // The average of a flag is a share of rows; its count is small-cell suppressed.
         // A sum of counts (over a subquery's counts) is still a count.
-        let tag = match (
-            self.kind,
-            &input.column.plain_type,
-            input.aggregate.as_deref(),
-        ) {
-            (Kind::Avg, DataType::Boolean, _) => "share",
-            (Kind::Sum, _, Some("count")) => "count",
-            (kind, _, _) => kind.tag(),
+        let tag = match (self.kind, &input.column.plain_type, input.aggregate()) {
+            (Kind::Avg, DataType::Boolean, _) => AggregateKind::Share,
+            (Kind::Sum, _, Some(AggregateKind::Count)) => AggregateKind::Count,
+            (kind, _, _) => kind.result_kind(),
         };
         Ok(input.result_field(self.kind.name(), tag, plain))
     }
@@ -195,7 +191,7 @@ mod tests {
     use crate::lake::schema::{EncryptedColumn, META_AGGREGATE};
     use crate::sql::common::fixture;
 
-    fn field(plain_type: DataType, scale: u32, aggregate: Option<&str>) -> FieldRef {
+    fn field(plain_type: DataType, scale: u32, aggregate: Option<AggregateKind>) -> FieldRef {
         fixture::field("x", scale, plain_type, aggregate)
     }
 
@@ -226,15 +222,23 @@ mod tests {
             result(Kind::Avg, flag()).unwrap(),
             ("share".into(), DataType::Float64)
         );
-        let counts = field(DataType::Int64, 0, Some("count"));
+        let counts = field(DataType::Int64, 0, Some(AggregateKind::Count));
         assert_eq!(
             result(Kind::Sum, counts).unwrap(),
             ("count".into(), DataType::Int64)
         );
         // Averages are not aggregated again, nor averaged over aggregates.
-        let e = result(Kind::Sum, field(DataType::Float64, 0, Some("avg"))).unwrap_err();
+        let e = result(
+            Kind::Sum,
+            field(DataType::Float64, 0, Some(AggregateKind::Avg)),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("already an average"), "{e}");
-        let e = result(Kind::Avg, field(DataType::Int64, 0, Some("sum"))).unwrap_err();
+        let e = result(
+            Kind::Avg,
+            field(DataType::Int64, 0, Some(AggregateKind::Sum)),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("already an aggregate"), "{e}");
         let e = result(Kind::Count, dec()).unwrap_err();
         assert!(e.to_string().contains("not an encrypted boolean"), "{e}");

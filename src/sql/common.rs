@@ -8,53 +8,54 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{exec_err, plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
-use rug::Integer;
 
 use crate::lake::values::fixed_size_binary;
-use crate::paillier::write_le;
+use crate::paillier::{BadCiphertext, Modulus, Sum};
 
-use crate::lake::schema::EncryptedColumn;
-pub use crate::lake::schema::{META_AGGREGATE, ROWS_BYTES};
+pub use crate::lake::schema::META_MODULUS;
+use crate::lake::schema::{AggregateKind, AggregateValue, EncryptedColumn};
 
-/// Field metadata key: the public modulus n (base64url, big-endian), added to encrypted columns
-/// when a table is registered with the matching public key. It travels with the plan, so
-/// distributed executors need no key of their own.
-pub const META_MODULUS: &str = "cipherlake.modulus";
-
-/// The modulus of an encrypted column, as an aggregate needs it.
+/// The modulus of an encrypted column, as the plan carries it: all an aggregate or a per-row
+/// function needs (the arithmetic itself is `paillier`'s).
 #[derive(Clone, Debug)]
 pub struct CipherKey {
-    /// The public modulus n.
-    pub n: Integer,
-    /// n².
-    pub n2: Integer,
+    modulus: Arc<Modulus>,
     /// n as it came in the metadata (base64url), passed on to result fields.
-    modulus: String,
-    /// Ciphertext bytes W.
-    pub width: usize,
+    text: String,
 }
 
 impl CipherKey {
-    /// n as field metadata carries it (base64url).
-    pub fn modulus(&self) -> &str {
+    /// The modulus.
+    pub fn modulus(&self) -> &Modulus {
         &self.modulus
     }
 
+    /// n as field metadata carries it (base64url).
+    pub fn metadata_value(&self) -> &str {
+        &self.text
+    }
+
+    /// Ciphertext bytes W.
+    pub fn width(&self) -> usize {
+        self.modulus.width()
+    }
+
     fn from_base64(s: &str, column: &str) -> Result<Self> {
-        let n = crate::paillier::wire::b64_decode(s).map_err(|why| {
-            datafusion::error::DataFusionError::Plan(format!(
-                "column `{column}`: {META_MODULUS} {why}"
-            ))
+        let modulus = Modulus::from_b64(s).map_err(|e| {
+            DataFusionError::Plan(format!("column `{column}`: {META_MODULUS}: {e}"))
         })?;
-        let bits = n.significant_bits();
-        let width = (2 * bits.div_ceil(8) as usize).div_ceil(8) * 8;
         Ok(CipherKey {
-            n2: Integer::from(n.square_ref()),
-            n,
-            modulus: s.to_owned(),
-            width,
+            modulus: Arc::new(modulus),
+            text: s.to_owned(),
         })
     }
+}
+
+/// The error for bytes that are not a ciphertext of the column's key.
+pub(crate) fn bad_ciphertext(name: &str, why: BadCiphertext) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "column `{name}`: a value is not a valid ciphertext ({why})"
+    ))
 }
 
 /// An encrypted input column as an aggregate sees it.
@@ -66,15 +67,17 @@ pub struct CipherInput {
     pub column: EncryptedColumn,
     /// The modulus.
     pub key: CipherKey,
-    /// For aggregate values (ciphertext + row count), what they are (`sum`, `count`, `avg`,
-    /// `share`); None for ciphertexts.
-    pub aggregate: Option<String>,
 }
 
 impl CipherInput {
     /// Whether values are aggregate values rather than ciphertexts.
     pub fn is_aggregate(&self) -> bool {
-        self.aggregate.is_some()
+        self.column.aggregate.is_some()
+    }
+
+    /// For aggregate values (ciphertext + row count), what they are; None for ciphertexts.
+    pub fn aggregate(&self) -> Option<AggregateKind> {
+        self.column.aggregate
     }
 
     /// Reads an input field: it must be an encrypted column registered with its public key.
@@ -101,10 +104,9 @@ impl CipherInput {
             );
         };
         let key = CipherKey::from_base64(modulus, name)?;
-        let aggregate = field.metadata().get(META_AGGREGATE).cloned();
         match field.data_type() {
             DataType::FixedSizeBinary(w) => {
-                let want = key.width + if aggregate.is_some() { ROWS_BYTES } else { 0 };
+                let want = column.value_width(key.width());
                 if *w as usize != want {
                     return plan_err!("{function}({name}): values are {w} bytes wide but the key's ciphertexts take {want}");
                 }
@@ -116,23 +118,27 @@ impl CipherInput {
             name: name.clone(),
             column,
             key,
-            aggregate,
         })
     }
 
     /// The result field of an encrypted aggregate over this input.
-    pub fn result_field(&self, name: &str, aggregate: &str, plain_type: DataType) -> FieldRef {
+    pub fn result_field(
+        &self,
+        name: &str,
+        aggregate: AggregateKind,
+        plain_type: DataType,
+    ) -> FieldRef {
         let out = EncryptedColumn {
             plain_type,
+            aggregate: Some(aggregate),
             ..self.column.clone()
         };
         let mut md = out.metadata();
-        md.insert(META_MODULUS.into(), self.key.modulus.clone());
-        md.insert(META_AGGREGATE.into(), aggregate.into());
+        md.insert(META_MODULUS.into(), self.key.text.clone());
         Arc::new(
             Field::new(
                 name,
-                DataType::FixedSizeBinary((self.key.width + ROWS_BYTES) as i32),
+                DataType::FixedSizeBinary(out.value_width(self.key.width()) as i32),
                 true,
             )
             .with_metadata(md),
@@ -168,23 +174,15 @@ fn for_each_value(
     filter: Option<&BooleanArray>,
     mut f: impl FnMut(usize, &[u8], u64) -> Result<()>,
 ) -> Result<()> {
-    let w = input.key.width;
+    let w = input.key.width();
     let mut visit = |i: usize, v: &[u8]| -> Result<()> {
         if filter.is_some_and(|fl| !fl.is_valid(i) || !fl.value(i)) {
             return Ok(());
         }
         if aggregate {
-            if v.len() != w + ROWS_BYTES {
-                return exec_err!(
-                    "column `{}`: aggregate value of {} bytes, expected {}",
-                    input.name,
-                    v.len(),
-                    w + ROWS_BYTES
-                );
-            }
-            let mut rows = [0u8; ROWS_BYTES];
-            rows.copy_from_slice(&v[w..]);
-            f(i, &v[..w], u64::from_le_bytes(rows))
+            let v = AggregateValue::split(v, w)
+                .map_err(|e| DataFusionError::Execution(format!("column `{}`: {e}", input.name)))?;
+            f(i, v.ciphertext, v.rows)
         } else {
             if v.len() != w {
                 return exec_err!(
@@ -222,32 +220,18 @@ fn for_each_value(
     Ok(())
 }
 
-/// Reads a ciphertext into `tmp` and checks 0 < c < n² (cheap). The full check gcd(c, n) = 1 is
-/// left to decryption: a product has a factor in common with n exactly when one of its factors
-/// does, so checking the aggregate checks every input at once.
-pub(crate) fn load(tmp: &mut Integer, bytes: &[u8], key: &CipherKey, name: &str) -> Result<()> {
-    crate::paillier::read_le_into(tmp, bytes);
-    if *tmp == 0 || *tmp >= key.n2 {
-        return exec_err!(
-            "column `{name}`: a value is not a valid ciphertext (zero, or not below n²)"
-        );
-    }
-    Ok(())
-}
-
 /// Writes an aggregate value: ciphertext (W bytes, little-endian) then the row count.
-fn write_value(out: &mut [u8], acc: &Integer, rows: u64, width: usize) {
-    write_le(acc, &mut out[..width]);
-    out[width..].copy_from_slice(&rows.to_le_bytes());
+fn write_value(out: &mut [u8], acc: &Sum, rows: u64, width: usize) {
+    acc.write_le(&mut out[..width]);
+    AggregateValue::write_rows(out, rows);
 }
 
 /// The encrypted sum of one group: a product of ciphertexts mod n² and a row count.
 #[derive(Debug)]
 pub struct CipherSumAccumulator {
     input: CipherInput,
-    acc: Integer,
+    acc: Sum,
     rows: u64,
-    tmp: Integer,
 }
 
 impl CipherSumAccumulator {
@@ -255,38 +239,34 @@ impl CipherSumAccumulator {
     pub fn new(input: CipherInput) -> Self {
         CipherSumAccumulator {
             input,
-            acc: Integer::from(1),
+            acc: Sum::new(),
             rows: 0,
-            tmp: Integer::new(),
         }
     }
 
-    /// Multiplies in the values of `array` (aggregate values when `aggregate`).
+    /// Multiplies in the values of `array` (aggregate values when `aggregate`). Each value is
+    /// checked 0 < c < n² on the way; gcd(c, n) = 1 is left to decryption (a product has a
+    /// factor in common with n exactly when one of its factors does).
     fn add(&mut self, array: &ArrayRef, aggregate: bool) -> Result<()> {
-        let Self {
-            input,
-            acc,
-            rows,
-            tmp,
-        } = self;
-        let key = &input.key;
+        let Self { input, acc, rows } = self;
+        let m = input.key.modulus();
         for_each_value(input, aggregate, array, None, |_, bytes, k| {
-            load(tmp, bytes, key, &input.name)?;
-            *acc *= &*tmp;
-            *acc %= &key.n2;
+            acc.add_le(m, bytes)
+                .map_err(|why| bad_ciphertext(&input.name, why))?;
             *rows += k;
             Ok(())
         })
     }
 
     fn value(&self) -> ScalarValue {
-        let w = self.input.key.width;
+        let w = self.input.key.width();
+        let size = AggregateValue::width(w);
         if self.rows == 0 {
-            return ScalarValue::FixedSizeBinary((w + ROWS_BYTES) as i32, None);
+            return ScalarValue::FixedSizeBinary(size as i32, None);
         }
-        let mut out = vec![0u8; w + ROWS_BYTES];
+        let mut out = vec![0u8; size];
         write_value(&mut out, &self.acc, self.rows, w);
-        ScalarValue::FixedSizeBinary((w + ROWS_BYTES) as i32, Some(out))
+        ScalarValue::FixedSizeBinary(size as i32, Some(out))
     }
 }
 
@@ -309,7 +289,7 @@ impl Accumulator for CipherSumAccumulator {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + 2 * self.input.key.width
+        std::mem::size_of_val(self) + 2 * self.input.key.width()
     }
 }
 
@@ -317,9 +297,8 @@ impl Accumulator for CipherSumAccumulator {
 #[derive(Debug)]
 pub struct CipherSumGroupsAccumulator {
     input: CipherInput,
-    accs: Vec<Integer>,
+    accs: Vec<Sum>,
     rows: Vec<u64>,
-    tmp: Integer,
 }
 
 impl CipherSumGroupsAccumulator {
@@ -329,7 +308,6 @@ impl CipherSumGroupsAccumulator {
             input,
             accs: Vec::new(),
             rows: Vec::new(),
-            tmp: Integer::new(),
         }
     }
 
@@ -342,21 +320,16 @@ impl CipherSumGroupsAccumulator {
         total: usize,
     ) -> Result<()> {
         if self.accs.len() < total {
-            self.accs.resize(total, Integer::from(1));
+            self.accs.resize(total, Sum::new());
             self.rows.resize(total, 0);
         }
-        let Self {
-            input,
-            accs,
-            rows,
-            tmp,
-        } = self;
-        let key = &input.key;
+        let Self { input, accs, rows } = self;
+        let m = input.key.modulus();
         for_each_value(input, aggregate, array, filter, |i, bytes, k| {
-            load(tmp, bytes, key, &input.name)?;
             let g = groups[i];
-            accs[g] *= &*tmp;
-            accs[g] %= &key.n2;
+            accs[g]
+                .add_le(m, bytes)
+                .map_err(|why| bad_ciphertext(&input.name, why))?;
             rows[g] += k;
             Ok(())
         })
@@ -365,13 +338,13 @@ impl CipherSumGroupsAccumulator {
     fn emit(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let accs = emit_to.take_needed(&mut self.accs);
         let rows = emit_to.take_needed(&mut self.rows);
-        values_array(&accs, &rows, self.input.key.width)
+        values_array(&accs, &rows, self.input.key.width())
     }
 }
 
 /// An array of aggregate values; NULL where no row contributed.
-fn values_array(accs: &[Integer], rows: &[u64], width: usize) -> Result<ArrayRef> {
-    let size = width + ROWS_BYTES;
+fn values_array(accs: &[Sum], rows: &[u64], width: usize) -> Result<ArrayRef> {
+    let size = AggregateValue::width(width);
     let mut buf = vec![0u8; accs.len() * size];
     for ((out, acc), &r) in buf.chunks_exact_mut(size).zip(accs).zip(rows) {
         if r > 0 {
@@ -426,9 +399,8 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let n = values[0].len();
-        let mut accs = vec![Integer::from(1); n];
+        let mut accs = vec![Sum::new(); n];
         let mut rows = vec![0u64; n];
-        let mut tmp = Integer::new();
         let key = &self.input.key;
         for_each_value(
             &self.input,
@@ -436,17 +408,17 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
             &values[0],
             opt_filter,
             |i, bytes, k| {
-                load(&mut tmp, bytes, key, &self.input.name)?;
-                accs[i].clone_from(&tmp);
+                accs[i] = Sum::of_le(key.modulus(), bytes)
+                    .map_err(|why| bad_ciphertext(&self.input.name, why))?;
                 rows[i] = k;
                 Ok(())
             },
         )?;
-        Ok(vec![values_array(&accs, &rows, key.width)?])
+        Ok(vec![values_array(&accs, &rows, key.width())?])
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.accs.len() * (2 * self.input.key.width + 16)
+        std::mem::size_of_val(self) + self.accs.len() * (2 * self.input.key.width() + 16)
     }
 }
 
@@ -460,7 +432,7 @@ pub(crate) mod fixture {
     use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 
     use super::META_MODULUS;
-    use crate::lake::schema::{EncryptedColumn, META_AGGREGATE, ROWS_BYTES};
+    use crate::lake::schema::{AggregateKind, EncryptedColumn};
     use crate::paillier::wire::b64_encode;
     use crate::paillier::{hazmat, PrivateKey};
 
@@ -476,21 +448,18 @@ pub(crate) mod fixture {
         name: &str,
         scale: u32,
         plain_type: DataType,
-        aggregate: Option<&str>,
+        aggregate: Option<AggregateKind>,
     ) -> FieldRef {
         let pk = key().public_key();
         let column = EncryptedColumn {
             key_id: pk.key_id().into(),
             scale,
             plain_type,
+            aggregate,
         };
         let mut md: HashMap<String, String> = column.metadata();
         md.insert(META_MODULUS.into(), b64_encode(pk.n()));
-        let mut width = pk.ciphertext_width();
-        if let Some(a) = aggregate {
-            md.insert(META_AGGREGATE.into(), a.into());
-            width += ROWS_BYTES;
-        }
+        let width = column.value_width(pk.ciphertext_width());
         Arc::new(Field::new(name, DataType::FixedSizeBinary(width as i32), true).with_metadata(md))
     }
 }

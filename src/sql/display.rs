@@ -7,9 +7,9 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
 
-use super::common::{META_AGGREGATE, ROWS_BYTES};
 use crate::lake::decrypt::binary_values;
 use crate::lake::schema::META_KEY_ID;
+use crate::lake::schema::{AggregateValue, META_AGGREGATE};
 
 /// How encrypted cells are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,12 +66,9 @@ fn render_value(b: &[u8], aggregate: bool, mode: CipherText) -> String {
         CipherText::Hex => hex(b),
         CipherText::Tag => {
             let head = hex(&b[..b.len().min(4)]);
-            if aggregate && b.len() > ROWS_BYTES {
-                let mut rows = [0u8; ROWS_BYTES];
-                rows.copy_from_slice(&b[b.len() - ROWS_BYTES..]);
-                format!("enc:{head}… rows={}", u64::from_le_bytes(rows))
-            } else {
-                format!("enc:{head}…")
+            match AggregateValue::rows_of(b).filter(|_| aggregate) {
+                Some(rows) => format!("enc:{head}… rows={rows}"),
+                None => format!("enc:{head}…"),
             }
         }
     }

@@ -22,13 +22,12 @@ use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
-use rug::Integer;
 
-use super::common::{load, CipherInput, CipherKey, META_MODULUS};
+use super::common::{bad_ciphertext, CipherInput, META_MODULUS};
 use crate::lake::decrypt::binary_values;
 use crate::lake::schema::{EncryptedColumn, MAX_SCALE, META_KEY_ID};
 use crate::lake::values::{fixed_size_binary, parse_decimal};
-use crate::paillier::write_le;
+use crate::paillier::{Ciphertext, Modulus, Plaintext, NOT_INVERTIBLE};
 
 /// Which per-row function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -238,6 +237,7 @@ fn plan(op: Op, fields: &[FieldRef], scalars: &[Option<&ScalarValue>]) -> Result
         key_id: a.column.key_id.clone(),
         scale,
         plain_type: linear_plain_type(scale),
+        aggregate: None,
     };
     Ok(Plan {
         a,
@@ -267,11 +267,11 @@ impl ScalarUDFImpl for CipherScalar {
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let plan = plan(self.op, args.arg_fields, args.scalar_arguments)?;
         let mut md = plan.out.metadata();
-        md.insert(META_MODULUS.into(), plan.a.key.modulus().to_owned());
+        md.insert(META_MODULUS.into(), plan.a.key.metadata_value().to_owned());
         Ok(Arc::new(
             Field::new(
                 self.op.name(),
-                DataType::FixedSizeBinary(plan.a.key.width as i32),
+                DataType::FixedSizeBinary(plan.a.key.width() as i32),
                 true,
             )
             .with_metadata(md),
@@ -304,149 +304,69 @@ impl ScalarUDFImpl for CipherScalar {
             Some((k, shift)) => Some(plain_values(&args.args[1], k, *shift, rows, self.op)?),
             None => None,
         };
-        let pow10 = |d: u32| Integer::from(Integer::u_pow_u(10, d));
-        let (ea, eb) = (
-            pow10(plan.shift_a),
-            plan.b.as_ref().map_or(Integer::from(1), |(_, s)| pow10(*s)),
-        );
+        let m = key.modulus();
+        let load = |bytes: &[u8], input: &CipherInput| {
+            m.load_le(bytes)
+                .map_err(|why| bad_ciphertext(&input.name, why))
+        };
 
-        let mut out: Vec<Option<Integer>> = Vec::with_capacity(rows);
+        let mut out: Vec<Option<Ciphertext>> = Vec::with_capacity(rows);
         // Rows whose value must still be inverted (negation, a negative factor): done at the end
         // for the whole batch with one modular inversion.
         let mut to_invert: Vec<usize> = Vec::new();
-        let (mut x, mut y) = (Integer::new(), Integer::new());
         for i in 0..rows {
             let Some(abytes) = a_bytes[i] else {
                 out.push(None);
                 continue;
             };
-            load(&mut x, abytes, key, &plan.a.name)?;
-            if plan.shift_a > 0 {
-                x = pow(&x, &ea, key);
-            }
+            let x = m.scale(&load(abytes, &plan.a)?, plan.shift_a);
             let value = match self.op {
                 Op::Neg => {
                     to_invert.push(i);
-                    Some(x.clone())
+                    Some(x)
                 }
                 Op::Add => {
                     let (input, shift) = plan.b.as_ref().expect("planned with b");
                     match b_bytes.as_ref().and_then(|b| b[i]) {
                         None => None,
-                        Some(bbytes) => {
-                            load(&mut y, bbytes, key, &input.name)?;
-                            if *shift > 0 {
-                                y = pow(&y, &eb, key);
-                            }
-                            Some(Integer::from(&x * &y) % &key.n2)
-                        }
+                        Some(bbytes) => Some(m.add(&x, &m.scale(&load(bbytes, input)?, *shift))),
                     }
                 }
                 Op::Mul => match k_values.as_ref().and_then(|k| k[i].as_ref()) {
                     None => None,
                     Some(k) => {
-                        if *k < 0 {
+                        if k.is_negative() {
                             to_invert.push(i);
                         }
-                        Some(pow(&x, &Integer::from(k.abs_ref()), key))
+                        Some(m.mul_plain_abs(&x, k))
                     }
                 },
-                Op::AddPlain => match k_values.as_ref().and_then(|k| k[i].as_ref()) {
-                    None => None,
-                    Some(k) => {
-                        // g^k = (1 + n)^k = 1 + k·n mod n², with k reduced mod n (negatives too).
-                        let km = Integer::from(k.modulo_ref(&key.n));
-                        let gk = Integer::from(&km * &key.n) + 1u32;
-                        Some(Integer::from(&x * &gk) % &key.n2)
-                    }
-                },
+                Op::AddPlain => k_values
+                    .as_ref()
+                    .and_then(|k| k[i].as_ref())
+                    .map(|k| m.add_plain(&x, k)),
             };
             out.push(value);
         }
-        batch_invert(&mut out, &to_invert, key, &plan.a.name)?;
-        Ok(ColumnarValue::Array(ciphertext_array(&out, key.width)?))
+        invert_rows(m, &mut out, &to_invert, &plan.a.name)?;
+        Ok(ColumnarValue::Array(ciphertext_array(&out, key.width())?))
     }
 }
 
-/// x^e mod n² for e ≥ 0. Small exponents (scale shifts 10^d, factors like 3) by square and
-/// multiply: GMP's powm sets up Montgomery form on every call, which costs more than a few
-/// multiplications.
-fn pow(x: &Integer, e: &Integer, key: &CipherKey) -> Integer {
-    match e.to_u32() {
-        Some(e) if e <= 1 << 16 => {
-            let mut acc = Integer::from(1);
-            for bit in (0..32 - e.leading_zeros()).rev() {
-                acc.square_mut();
-                acc %= &key.n2;
-                if e >> bit & 1 == 1 {
-                    acc *= x;
-                    acc %= &key.n2;
-                }
-            }
-            acc
-        }
-        // 0 < x < n² was checked on load, so a failure means gcd(x, n) ≠ 1; the powm of a
-        // non-negative exponent cannot fail.
-        _ => x
-            .pow_mod_ref(e, &key.n2)
-            .map(Integer::from)
-            .unwrap_or_default(),
-    }
-}
-
-/// Replaces `values[i]` by its inverse mod n² for each i in `rows` (all Some), with Montgomery's
-/// trick: one inversion and three multiplications per value instead of one inversion each.
-fn batch_invert(
-    values: &mut [Option<Integer>],
+/// Inverts the values of `rows` (all Some) in one batch inversion.
+fn invert_rows(
+    m: &Modulus,
+    values: &mut [Option<Ciphertext>],
     rows: &[usize],
-    key: &CipherKey,
     name: &str,
 ) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let get = |values: &[Option<Integer>], i: usize| values[i].clone().unwrap_or_default();
-    // prefix[j] = v_0 · … · v_j
-    let mut prefix: Vec<Integer> = Vec::with_capacity(rows.len());
-    for (j, &i) in rows.iter().enumerate() {
-        let v = get(values, i);
-        prefix.push(if j == 0 {
-            v
-        } else {
-            Integer::from(&prefix[j - 1] * &v) % &key.n2
-        });
-    }
-    let last = prefix.len() - 1;
-    let mut inv = match prefix[last].invert_ref(&key.n2) {
-        Some(v) => Integer::from(v),
-        // Some value shares a factor with n: find it for the message.
-        None => {
-            for &i in rows {
-                invert(&get(values, i), key, name)?;
-            }
-            return exec_err!("column `{name}`: a value is not a valid ciphertext");
-        }
-    };
-    for j in (0..=last).rev() {
-        let i = rows[j];
-        let v = get(values, i);
-        let vinv = if j == 0 {
-            inv.clone()
-        } else {
-            Integer::from(&inv * &prefix[j - 1]) % &key.n2
-        };
-        inv = Integer::from(&inv * &v) % &key.n2;
-        values[i] = Some(vinv);
+    let mut batch: Vec<Ciphertext> = rows.iter().filter_map(|&i| values[i].take()).collect();
+    m.invert_batch(&mut batch)
+        .map_err(|_| bad_ciphertext(name, NOT_INVERTIBLE))?;
+    for (&i, v) in rows.iter().zip(batch) {
+        values[i] = Some(v);
     }
     Ok(())
-}
-
-fn invert(x: &Integer, key: &CipherKey, name: &str) -> Result<Integer> {
-    x.invert_ref(&key.n2).map(Integer::from).ok_or_else(|| {
-        DataFusionError::Execution(format!(
-            "column `{name}`: a value is not a valid ciphertext (not invertible mod n²)"
-        ))
-    })
 }
 
 /// The ciphertext bytes of each row (None for NULL), widths checked.
@@ -458,12 +378,16 @@ fn cipher_bytes<'a>(input: &CipherInput, array: &'a ArrayRef) -> Result<Vec<Opti
             array.data_type()
         );
     };
-    if let Some(v) = values.iter().flatten().find(|v| v.len() != input.key.width) {
+    if let Some(v) = values
+        .iter()
+        .flatten()
+        .find(|v| v.len() != input.key.width())
+    {
         return exec_err!(
             "column `{}`: ciphertext of {} bytes, expected {}",
             input.name,
             v.len(),
-            input.key.width
+            input.key.width()
         );
     }
     Ok(values)
@@ -476,10 +400,9 @@ fn plain_values(
     shift: u32,
     rows: usize,
     op: Op,
-) -> Result<Vec<Option<Integer>>> {
-    let factor = Integer::from(Integer::u_pow_u(10, shift));
-    let scaled = |v: i128| Integer::from(v) * &factor;
-    let float = |v: f64| -> Result<Integer> {
+) -> Result<Vec<Option<Plaintext>>> {
+    let scaled = |v: i128| Plaintext::scaled(v, shift);
+    let float = |v: f64| -> Result<Plaintext> {
         let (s, _) = float_literal(v);
         parse_decimal(&s, k.scale)
             .map(scaled)
@@ -509,11 +432,11 @@ fn plain_values(
 }
 
 /// A `FixedSizeBinary(width)` array of ciphertexts (little-endian), NULL where None.
-fn ciphertext_array(values: &[Option<Integer>], width: usize) -> Result<ArrayRef> {
+fn ciphertext_array(values: &[Option<Ciphertext>], width: usize) -> Result<ArrayRef> {
     let mut buf = vec![0u8; values.len() * width];
     for (out, v) in buf.chunks_exact_mut(width).zip(values) {
         if let Some(v) = v {
-            write_le(v, out);
+            v.write_le(out);
         }
     }
     fixed_size_binary(buf, width, values.iter().map(Option::is_some))
@@ -545,7 +468,7 @@ mod tests {
         args: Vec<ColumnarValue>,
         fields: Vec<FieldRef>,
         rows: usize,
-    ) -> Result<(Vec<Option<Integer>>, u32)> {
+    ) -> Result<(Vec<Option<i128>>, u32)> {
         let f = CipherScalar::new(op);
         let scalars: Vec<Option<&ScalarValue>> = args
             .iter()
@@ -581,14 +504,16 @@ mod tests {
                     key()
                         .decrypt(&pk.ciphertext_from_le_bytes(b).unwrap())
                         .unwrap()
+                        .to_i128()
+                        .unwrap()
                 })
             })
             .collect();
         Ok((values, scale))
     }
 
-    fn ints(v: &[Option<i128>]) -> Vec<Option<Integer>> {
-        v.iter().map(|x| x.map(Integer::from)).collect()
+    fn ints(v: &[Option<i128>]) -> Vec<Option<i128>> {
+        v.to_vec()
     }
 
     proptest! {

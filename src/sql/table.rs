@@ -20,8 +20,8 @@ use datafusion::datasource::listing::{
 use datafusion::logical_expr::CreateExternalTable;
 use futures::{StreamExt, TryStreamExt};
 
-use super::common::META_MODULUS;
 use crate::lake::decrypt::binary_values;
+use crate::lake::schema::META_MODULUS;
 use crate::lake::EncryptedColumn;
 use crate::paillier::wire::b64_encode;
 use crate::paillier::PublicKey;

@@ -62,7 +62,7 @@ proptest! {
     fn power_is_plaintext_product(m in any::<i64>(), k in any::<i64>()) {
         let pk = key().public_key();
         let c = pk.encrypt(&int(m.into())).unwrap();
-        let got = key().decrypt(&pk.mul_plain(&c, &int(k.into()))).unwrap();
+        let got = key().decrypt(&pk.mul_plain(&c, &int(k.into())).unwrap()).unwrap();
         prop_assert_eq!(got, int(m as i128 * k as i128));
     }
 
@@ -71,7 +71,7 @@ proptest! {
         let pk = key().public_key();
         let c = pk.encrypt(&int(m.into())).unwrap();
         prop_assert_eq!(key().decrypt(&pk.add_plain(&c, &int(k.into())).unwrap()).unwrap(), int(m as i128 + k as i128));
-        prop_assert_eq!(key().decrypt(&pk.neg(&c)).unwrap(), int(-(m as i128)));
+        prop_assert_eq!(key().decrypt(&pk.neg(&c).unwrap()).unwrap(), int(-(m as i128)));
     }
 
     #[test]

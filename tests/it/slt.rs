@@ -12,10 +12,10 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use cipherlake::lake::decrypt::decrypt_batch;
 use cipherlake::lake::encrypt::encrypt_values;
+use cipherlake::lake::schema::META_MODULUS;
 use cipherlake::lake::EncryptedColumn;
 use cipherlake::paillier::wire::b64_encode;
 use cipherlake::paillier::{hazmat, PrivateKey};
-use cipherlake::sql::common::META_MODULUS;
 use cipherlake::sql::{self, KeyRing};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef};
@@ -76,6 +76,7 @@ impl ScalarUDFImpl for TestEncrypt {
             key_id: pk.key_id().to_owned(),
             scale,
             plain_type,
+            aggregate: None,
         };
         let mut md = col.metadata();
         md.insert(META_MODULUS.into(), b64_encode(pk.n()));
