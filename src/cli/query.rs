@@ -74,8 +74,19 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         .build()
         .context("cannot start the query runtime")?;
     runtime.block_on(async {
-        let ctx = sql::session(keys.clone(), args.partitions);
+        // Object-store credentials come from the environment, as the tools of each cloud read them.
+        let stores: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| {
+                ["AWS_", "GOOGLE_", "AZURE_"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
+            .collect();
+        let ctx = sql::session_with_stores(keys.clone(), args.partitions, stores.clone());
         for (name, location) in &tables {
+            sql::table::register_object_store(&ctx.state(), location, &stores).with_context(
+                || format!("cannot open the store of table `{name}` at {location}"),
+            )?;
             sql::register_table(&ctx, name, location, &keys)
                 .await
                 .with_context(|| format!("cannot register table `{name}` at {location}"))?;

@@ -8,14 +8,14 @@
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{plan_err, Result};
-use datafusion::common::{DFSchema, ExprSchema};
+use datafusion::common::DFSchema;
+use datafusion::common::Result;
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 use datafusion::optimizer::AnalyzerRule;
 
-use super::planner::is_encrypted;
-use super::scalar::CipherScalar;
+use super::encrypted::{encrypted_column_in, is_encrypted};
+use super::policy::{may_take_ciphertext, Clause, Refusal, ENCRYPTED_AGGREGATES};
 use crate::lake::schema::{META_KEY_ID, META_SCALE};
 
 /// Refuses set operations whose inputs disagree on a column's key id or scale, or mix an
@@ -37,15 +37,18 @@ impl AnalyzerRule for EncryptedColumnCheck {
                             None => seen = Some(this),
                             Some(first) if first != this => {
                                 let show = |(k, s): (Option<&String>, Option<&String>)| match k {
-                                    Some(k) => format!("encrypted under key {k} at scale {}", s.map_or("?", |s| s.as_str())),
+                                    Some(k) => format!(
+                                        "encrypted under key {k} at scale {}",
+                                        s.map_or("?", |s| s.as_str())
+                                    ),
                                     None => "not encrypted".to_owned(),
                                 };
-                                return plan_err!(
-                                    "UNION column `{}` mixes values {} with values {}: a column must use one key and one scale",
-                                    field.name(),
-                                    show(first),
-                                    show(this)
-                                );
+                                return Refusal::UnionMix {
+                                    column: field.name().clone(),
+                                    first: show(first),
+                                    second: show(this),
+                                }
+                                .err();
                             }
                             Some(_) => {}
                         }
@@ -62,48 +65,18 @@ impl AnalyzerRule for EncryptedColumnCheck {
     }
 }
 
-/// The first encrypted column `expr` uses (its value, not only whether it is NULL).
-pub(crate) fn encrypted_column_in(expr: &Expr, schema: &DFSchema) -> Option<String> {
-    let mut found = None;
-    let _ = expr.apply(|e| {
-        match e {
-            // NULL-ness of a ciphertext is visible to the cloud anyway: filtering on it is fine.
-            Expr::IsNull(inner) | Expr::IsNotNull(inner)
-                if matches!(inner.as_ref(), Expr::Column(_)) =>
-            {
-                return Ok(TreeNodeRecursion::Jump);
-            }
-            Expr::Column(c) => {
-                if let Ok(f) = schema.field_from_column(c) {
-                    if f.metadata().contains_key(META_KEY_ID) {
-                        found = Some(c.name.clone());
-                        return Ok(TreeNodeRecursion::Stop);
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
-}
-
-/// Aggregates that are fine on an encrypted column.
-const ENCRYPTED_AGGREGATES: [&str; 4] = ["paillier_sum", "paillier_count", "paillier_avg", "count"];
-
 fn check_operations(node: &LogicalPlan) -> Result<()> {
-    let why =
-        "ciphertexts are randomised: the cloud can neither compare nor order encrypted values";
+    let refuse = |clause, column| Refusal::Clause { clause, column }.err();
     match node {
         LogicalPlan::Filter(f) => {
             if let Some(c) = encrypted_column_in(&f.predicate, f.input.schema()) {
-                return plan_err!("WHERE on encrypted column `{c}` cannot run: {why}; filter on plaintext columns (IS NULL / IS NOT NULL is allowed)");
+                return refuse(Clause::Where, c);
             }
         }
         LogicalPlan::Sort(s) => {
             for e in &s.expr {
                 if let Some(c) = encrypted_column_in(&e.expr, s.input.schema()) {
-                    return plan_err!("ORDER BY encrypted column `{c}` cannot run: {why}; decrypt the result, then sort");
+                    return refuse(Clause::OrderBy, c);
                 }
             }
         }
@@ -113,14 +86,12 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
                 .as_ref()
                 .and_then(|f| encrypted_column_in(f, &j.schema))
             {
-                return plan_err!(
-                    "JOIN on encrypted column `{c}` cannot run: {why}; join on plaintext keys"
-                );
+                return refuse(Clause::Join, c);
             }
             for (l, r) in &j.on {
                 for (e, input) in [(l, &j.left), (r, &j.right)] {
                     if let Some(c) = encrypted_column_in(e, input.schema()) {
-                        return plan_err!("JOIN on encrypted column `{c}` cannot run: {why}; join on plaintext keys");
+                        return refuse(Clause::Join, c);
                     }
                 }
             }
@@ -132,13 +103,13 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
                 .iter()
                 .find(|f| f.metadata().contains_key(META_KEY_ID))
             {
-                return plan_err!("SELECT DISTINCT on encrypted column `{}` cannot run: {why}, so equal values would not be found; select plaintext columns only", f.name());
+                return refuse(Clause::Distinct, f.name().clone());
             }
         }
         LogicalPlan::Distinct(Distinct::On(on)) => {
             for e in &on.on_expr {
                 if let Some(c) = encrypted_column_in(e, on.input.schema()) {
-                    return plan_err!("DISTINCT ON encrypted column `{c}` cannot run: {why}");
+                    return refuse(Clause::DistinctOn, c);
                 }
             }
         }
@@ -146,7 +117,7 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
             let schema = a.input.schema();
             for g in &a.group_expr {
                 if let Some(c) = encrypted_column_in(g, schema) {
-                    return plan_err!("GROUP BY encrypted column `{c}` cannot run: {why}, so equal values would not group; group by plaintext columns");
+                    return refuse(Clause::GroupBy, c);
                 }
             }
             for e in &a.aggr_expr {
@@ -168,16 +139,8 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
                     }
                     Ok(TreeNodeRecursion::Continue)
                 });
-                if let Some((func, c)) = bad {
-                    let why = match func.to_ascii_lowercase().as_str() {
-                        "min" | "max" | "median" | "first_value" | "last_value" => {
-                            format!("{func} compares values, which ciphertexts do not allow")
-                        }
-                        _ => format!("{func} cannot run on ciphertexts"),
-                    };
-                    return plan_err!(
-                        "{func}({c}): `{c}` is encrypted and {why}; use SUM({c}) for a sum (a count of TRUE for a boolean), AVG({c}) for a mean, COUNT({c}) for how many rows have a value"
-                    );
+                if let Some((func, column)) = bad {
+                    return Refusal::Aggregate { func, column }.err();
                 }
             }
         }
@@ -194,14 +157,8 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
         })
     })?;
     match bad {
-        Some((what, c)) => {
-            let hint = if what == "CASE" {
-                "; to aggregate a subset of rows, use SUM(x) FILTER (WHERE …)"
-            } else {
-                ""
-            };
-            plan_err!("{what}({c}): `{c}` is encrypted and {what} cannot run on ciphertexts; on encrypted columns only SUM, AVG, COUNT, IS [NOT] NULL, + and -, and * by a plaintext number run{hint}")
-        }
+        Some((what, column)) if what == "CASE" => Refusal::Case { column }.err(),
+        Some((what, column)) => Refusal::Function { what, column }.err(),
         None => Ok(()),
     }
 }
@@ -211,16 +168,7 @@ fn check_operations(node: &LogicalPlan) -> Result<()> {
 fn misuse(e: &Expr, schema: &DFSchema) -> Option<(String, String)> {
     let mut found = None;
     let _ = e.apply(|x| {
-        let allowed = match x {
-            Expr::Column(_) | Expr::Alias(_) | Expr::IsNull(_) | Expr::IsNotNull(_) => true,
-            Expr::ScalarFunction(f) => f.func.inner().downcast_ref::<CipherScalar>().is_some(),
-            Expr::AggregateFunction(f) => {
-                let name = f.func.name().to_ascii_lowercase();
-                ENCRYPTED_AGGREGATES.contains(&name.as_str()) && !f.params.distinct
-            }
-            _ => false,
-        };
-        if allowed {
+        if may_take_ciphertext(x) {
             return Ok(TreeNodeRecursion::Continue);
         }
         let mut column = None;

@@ -1,42 +1,53 @@
-//! SQL over the encrypted lake with DataFusion: the encrypted aggregates (`paillier_sum`,
-//! `paillier_count`), a session configured to keep Parquet field metadata, and the registration
-//! of encrypted tables.
+//! SQL over the encrypted lake with DataFusion: the encrypted aggregates and per-row functions,
+//! the planning hooks that let ordinary SQL run on ciphertexts (or be refused with a reason), and
+//! the registration of encrypted tables.
+//!
+//! - [`register_all`] registers the functions that *run* (`paillier_*`) into any function
+//!   registry: what a Ballista executor needs, since plans name only those after analysis.
+//! - [`with_cipherlake`] adds the planning parts whose order matters to a session builder: the
+//!   operator planner first, `sum`/`avg` that plan as encrypted aggregates, the function rewrite
+//!   and the plan check before type coercion, and `CREATE EXTERNAL TABLE … STORED AS PARQUET`.
+//! - [`session`] is both, with Parquet field metadata kept.
 
-pub mod aggregate;
 pub mod check;
-pub mod common;
 pub mod display;
+pub mod encrypted;
+pub mod expr_fn;
+pub mod keyring;
 pub mod planner;
+pub mod policy;
 pub mod rewrite;
-pub mod scalar;
-pub mod statement;
+pub mod syntax;
 pub mod table;
+pub mod udaf;
+pub mod udf;
 
 use std::sync::Arc;
 
 use datafusion::common::Result;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::AggregateUDF;
+use datafusion::optimizer::analyzer::function_rewrite::ApplyFunctionRewrites;
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use aggregate::Kind;
-use planner::SqlAggregate;
-use scalar::Op;
-pub use statement::{plan, plan_statement};
-pub use table::{encrypted_table, EncryptedTableFactory, KeyRing};
+pub use keyring::KeyRing;
+pub use syntax::{plan, plan_statement};
+pub use table::{encrypted_table, EncryptedTableFactory, StoreOptions};
+use udaf::{Kind, SqlAggregate};
+use udf::Op;
 
-/// Registers cipherlake's functions on a session: the encrypted aggregates, the per-row
-/// functions, and `sum`/`avg` that plan as the encrypted aggregates on encrypted columns.
-pub fn register_all(ctx: &SessionContext) {
+/// Registers the functions that run on ciphertexts: `paillier_sum`, `paillier_count`,
+/// `paillier_avg`, `paillier_add`, `paillier_neg`, `paillier_mul`, `paillier_add_plain`.
+pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     for kind in Kind::ALL {
-        ctx.register_udaf(aggregate::udaf(kind).as_ref().clone());
+        registry.register_udaf(udaf::udaf(kind))?;
     }
     for op in Op::ALL {
-        ctx.register_udf(scalar::udf(op).as_ref().clone());
+        registry.register_udf(udf::udf(op))?;
     }
-    ctx.register_udaf(AggregateUDF::from(SqlAggregate::sum()));
-    ctx.register_udaf(AggregateUDF::from(SqlAggregate::avg()));
+    Ok(())
 }
 
 /// Session settings: Parquet field metadata kept (it names each column's key), the given number of
@@ -50,35 +61,69 @@ pub fn config(target_partitions: Option<usize>) -> SessionConfig {
     cfg
 }
 
-/// DataFusion's analyzer rules after cipherlake's: the rewrite of ordinary SQL into the encrypted
-/// functions, then the encrypted-column check (type coercion would otherwise project every UNION
-/// input onto one merged field, hiding the disagreement).
+/// The analyzer passes, in order: the rewrite of ordinary SQL into the encrypted functions
+/// (DataFusion's `ApplyFunctionRewrites` with cipherlake's rewrite), the encrypted-column check
+/// (type coercion would otherwise project every UNION input onto one merged field, hiding the
+/// disagreement), then DataFusion's own.
 pub fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
-        Arc::new(rewrite::EncryptedRewrite),
+        Arc::new(ApplyFunctionRewrites::new(vec![Arc::new(
+            rewrite::EncryptedRewrite,
+        )])),
         Arc::new(check::EncryptedColumnCheck),
     ];
     rules.extend(Analyzer::new().rules);
     rules
 }
 
-/// A session ready for encrypted queries: functions registered, `CREATE EXTERNAL TABLE … STORED
-/// AS PARQUET` going through the key checks, public keys from `keys`.
-pub fn session(keys: KeyRing, target_partitions: Option<usize>) -> SessionContext {
-    let mut builder = SessionStateBuilder::new()
-        .with_config(config(target_partitions))
-        .with_default_features()
+/// Adds cipherlake's planning to a session builder (see the module documentation). `keys` and
+/// `store_options` serve `CREATE EXTERNAL TABLE`.
+pub fn with_cipherlake(
+    builder: SessionStateBuilder,
+    keys: KeyRing,
+    store_options: Vec<(String, String)>,
+) -> SessionStateBuilder {
+    let mut builder = builder
         .with_analyzer_rules(analyzer_rules())
-        .with_table_factory("PARQUET".into(), Arc::new(EncryptedTableFactory::new(keys)));
+        .with_table_factory(
+            "PARQUET".into(),
+            Arc::new(EncryptedTableFactory::new(keys, store_options)),
+        );
     // First, so that arithmetic on ciphertexts is planned before any other planner sees it.
     builder
         .expr_planners()
         .get_or_insert_with(Vec::new)
         .insert(0, Arc::new(planner::CipherPlanner));
-    let state = builder.build();
-    let ctx = SessionContext::new_with_state(state);
-    register_all(&ctx);
-    ctx
+    builder
+        .aggregate_functions()
+        .get_or_insert_with(Vec::new)
+        .extend([
+            Arc::new(AggregateUDF::from(SqlAggregate::sum())),
+            Arc::new(AggregateUDF::from(SqlAggregate::avg())),
+        ]);
+    builder
+}
+
+/// A session ready for encrypted queries: DataFusion's defaults, cipherlake's planning and
+/// functions, public keys from `keys`. Remote tables need their object store registered
+/// (`table::register_object_store`), or `session_with_stores`.
+pub fn session(keys: KeyRing, target_partitions: Option<usize>) -> SessionContext {
+    session_with_stores(keys, target_partitions, Vec::new())
+}
+
+/// As [`session`], with the options `CREATE EXTERNAL TABLE` builds object stores from.
+pub fn session_with_stores(
+    keys: KeyRing,
+    target_partitions: Option<usize>,
+    store_options: Vec<(String, String)>,
+) -> SessionContext {
+    let builder = SessionStateBuilder::new()
+        .with_config(config(target_partitions))
+        .with_default_features();
+    let mut state = with_cipherlake(builder, keys, store_options).build();
+    // A session state accepts every function: registration cannot fail.
+    let _ = register_all(&mut state);
+    SessionContext::new_with_state(state)
 }
 
 /// Registers an encrypted Parquet table `name` at `location` (file, folder, glob or URL).

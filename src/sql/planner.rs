@@ -1,48 +1,19 @@
-//! Ordinary SQL on encrypted columns, at the SQL planner. Two hooks are needed because DataFusion
-//! computes every expression's type while it plans the SQL, before any analyzer rule runs: `x + y`
-//! or `SUM(x)` on binary ciphertexts would fail right there with a type error.
-//! - [`CipherPlanner`], an `ExprPlanner`, sees each binary operator with the input schema. On an
-//!   encrypted operand it plans `+`, `-` and `*` by a plaintext as the per-row functions of
-//!   `scalar.rs`, and refuses the rest (comparisons, division, `x * y` of two ciphertexts) with the
-//!   reason and the alternative.
-//! - [`SqlAggregate`] replaces `sum` and `avg` in the session: for plaintext arguments it is
-//!   DataFusion's own function; for an encrypted argument its result field is the encrypted
-//!   aggregate's. The analyzer rule in `rewrite.rs` then swaps each call for the function that
-//!   runs (`paillier_sum`, `paillier_count`, `paillier_avg`, or DataFusion's `sum`/`avg`), so
-//!   `EXPLAIN` shows what runs and no optimizer rule ever sees the wrapper.
+//! Ordinary SQL arithmetic on encrypted columns, at the SQL planner: DataFusion computes every
+//! expression's type while it plans the SQL, before any analyzer rule runs, so `x + y` on binary
+//! ciphertexts would fail right there with a type error. [`CipherPlanner`], an `ExprPlanner`,
+//! sees each binary operator with the input schema. On an encrypted operand it plans `+`, `-`
+//! and `*` by a plaintext as the per-row functions (`udf::arithmetic`), and refuses the rest
+//! (comparisons, division, `x * y` of two ciphertexts) with the policy's reason. (`SUM`/`AVG`
+//! are the other SQL-planning hook: `udaf::sql_aggregate`.)
 
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{plan_err, DFSchema, Result};
-use datafusion::functions_aggregate::average::avg_udaf;
-use datafusion::functions_aggregate::sum::sum_udaf;
-use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Coercion, Expr, ExprSchemable, GroupsAccumulator,
-    Signature, TypeSignature, TypeSignatureClass,
-};
-use datafusion::logical_expr_common::signature::Volatility;
+use datafusion::logical_expr::Expr;
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
-use super::aggregate::{CipherAggregate, Kind};
-use super::check::encrypted_column_in;
-use super::common::is_binary;
-use super::scalar::{udf, Op};
-use crate::lake::schema::{EncryptedColumn, META_KEY_ID};
-
-/// Whether `expr` evaluates to ciphertexts (its field names a key).
-pub fn is_encrypted(expr: &Expr, schema: &DFSchema) -> bool {
-    expr.to_field(schema)
-        .is_ok_and(|(_, f)| f.metadata().contains_key(META_KEY_ID))
-}
-
-/// A call of a per-row function.
-pub fn call(op: Op, args: Vec<Expr>) -> Expr {
-    Expr::ScalarFunction(ScalarFunction::new_udf(udf(op), args))
-}
+use super::encrypted::{encrypted_column_in, is_encrypted};
+use super::policy::Refusal;
+use super::udf::{call, Op};
 
 /// `-k` for a plaintext operand: a negated literal stays a literal (so a decimal constant's
 /// digits are still known at planning).
@@ -99,17 +70,11 @@ impl ExprPlanner for CipherPlanner {
                 call(Op::AddPlain, vec![call(Op::Neg, vec![right]), left])
             }
             (BinaryOperator::Multiply, true, true) => {
-                return plan_err!(
-                    "`{text}`: both operands are encrypted, and Paillier cannot multiply two ciphertexts (only a ciphertext by a plaintext number); multiply after decryption"
-                )
+                return Refusal::MultiplyCiphertexts { text }.err()
             }
             (BinaryOperator::Multiply, true, false) => call(Op::Mul, vec![left, right]),
             (BinaryOperator::Multiply, false, true) => call(Op::Mul, vec![right, left]),
-            (BinaryOperator::Divide, _, _) => {
-                return plan_err!(
-                    "`{text}`: `{column}` is encrypted, and ciphertexts cannot be divided; multiply by a decimal instead (x * 0.5), use AVG({column}) for a mean, or divide after decryption"
-                )
-            }
+            (BinaryOperator::Divide, _, _) => return Refusal::Divide { text, column }.err(),
             (
                 BinaryOperator::Eq
                 | BinaryOperator::NotEq
@@ -120,147 +85,9 @@ impl ExprPlanner for CipherPlanner {
                 | BinaryOperator::Spaceship,
                 _,
                 _,
-            ) => {
-                return plan_err!(
-                    "`{text}`: `{column}` is encrypted, and ciphertexts are randomised: the cloud can neither compare nor order encrypted values; compare plaintext columns, or decrypt the result first"
-                )
-            }
-            _ => {
-                return plan_err!(
-                    "`{text}`: `{column}` is encrypted; only +, - and * by a plaintext number run on ciphertexts"
-                )
-            }
+            ) => return Refusal::Compare { text, column }.err(),
+            _ => return Refusal::Operator { text, column }.err(),
         };
         Ok(PlannerResult::Planned(planned))
-    }
-}
-
-/// `sum` or `avg` as the session knows them: DataFusion's function, which on an encrypted
-/// argument plans as the encrypted aggregate (see the module documentation).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct SqlAggregate {
-    builtin: Arc<AggregateUDF>,
-    avg: bool,
-    signature: Signature,
-}
-
-impl SqlAggregate {
-    /// `sum`.
-    pub fn sum() -> Self {
-        Self::new(sum_udaf(), false)
-    }
-
-    /// `avg`.
-    pub fn avg() -> Self {
-        Self::new(avg_udaf(), true)
-    }
-
-    fn new(builtin: Arc<AggregateUDF>, avg: bool) -> Self {
-        let base = builtin.signature();
-        let mut variants = match &base.type_signature {
-            TypeSignature::OneOf(v) => v.clone(),
-            t => vec![t.clone()],
-        };
-        // Ciphertexts, uncast (a cast would lose the field metadata naming their key).
-        variants.push(TypeSignature::Coercible(vec![Coercion::new_exact(
-            TypeSignatureClass::Binary,
-        )]));
-        SqlAggregate {
-            signature: Signature::one_of(variants, Volatility::Immutable),
-            builtin,
-            avg,
-        }
-    }
-
-    /// DataFusion's own function.
-    pub fn builtin(&self) -> &Arc<AggregateUDF> {
-        &self.builtin
-    }
-
-    /// The encrypted aggregate a call on `field` becomes, or None for a plaintext argument.
-    pub fn target(&self, field: &Field) -> Option<Kind> {
-        if !is_binary(field.data_type()) && !field.metadata().contains_key(META_KEY_ID) {
-            return None;
-        }
-        let boolean = matches!(
-            EncryptedColumn::from_field(field),
-            Ok(Some(c)) if c.plain_type == DataType::Boolean
-        );
-        Some(match (self.avg, boolean) {
-            (true, _) => Kind::Avg,
-            (false, true) => Kind::Count,
-            (false, false) => Kind::Sum,
-        })
-    }
-
-    fn called(&self) -> &'static str {
-        if self.avg {
-            "AVG"
-        } else {
-            "SUM"
-        }
-    }
-}
-
-impl AggregateUDFImpl for SqlAggregate {
-    fn name(&self) -> &str {
-        self.builtin.name()
-    }
-
-    fn aliases(&self) -> &[String] {
-        self.builtin.aliases()
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.builtin.return_type(arg_types)
-    }
-
-    fn return_field(&self, arg_fields: &[FieldRef]) -> Result<FieldRef> {
-        match arg_fields {
-            [f] => match self.target(f) {
-                Some(kind) => CipherAggregate::new(kind).result_field(self.called(), arg_fields),
-                None => self.builtin.return_field(arg_fields),
-            },
-            _ => self.builtin.return_field(arg_fields),
-        }
-    }
-
-    fn is_nullable(&self) -> bool {
-        self.builtin.is_nullable()
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        self.builtin.state_fields(args)
-    }
-
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.builtin.accumulator(args)
-    }
-
-    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        self.builtin.groups_accumulator_supported(args)
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        self.builtin.create_groups_accumulator(args)
-    }
-
-    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.builtin.create_sliding_accumulator(args)
-    }
-
-    fn default_value(&self, data_type: &DataType) -> Result<datafusion::common::ScalarValue> {
-        self.builtin.default_value(data_type)
-    }
-
-    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
-        self.builtin.documentation()
     }
 }

@@ -1,5 +1,6 @@
-//! The analyzer rule that turns ordinary SQL on encrypted columns into the functions that run on
-//! ciphertexts. It runs first, before DataFusion's type coercion, and rewrites:
+//! The function rewrite that turns ordinary SQL on encrypted columns into the functions that run
+//! on ciphertexts. DataFusion's `ApplyFunctionRewrites` applies it, first among the analyzer's
+//! passes (before type coercion); it rewrites:
 //! - `sum(x)` / `avg(x)` (the session's [`SqlAggregate`]) into `paillier_sum(x)` (`paillier_count`
 //!   for an encrypted boolean) / `paillier_avg(x)` when `x` is encrypted, and into DataFusion's own
 //!   `sum` / `avg` otherwise;
@@ -13,61 +14,34 @@
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{plan_err, DFSchema, Result};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFunctionDefinition};
-use datafusion::optimizer::AnalyzerRule;
+use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
+use datafusion::logical_expr::{Expr, ExprSchemable, WindowFunctionDefinition};
 
-use super::aggregate::udaf;
-use super::check::encrypted_column_in;
-use super::planner::{call, is_encrypted, SqlAggregate};
-use super::scalar::Op;
+use super::encrypted::{encrypted_column_in, is_encrypted};
+use super::policy::Refusal;
+use super::udaf::{udaf, SqlAggregate};
+use super::udf::{call, Op};
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct EncryptedRewrite;
 
-impl AnalyzerRule for EncryptedRewrite {
-    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        Ok(plan.transform_up_with_subqueries(rewrite_node)?.data)
-    }
-
+impl FunctionRewrite for EncryptedRewrite {
     fn name(&self) -> &str {
         "cipherlake_encrypted_rewrite"
     }
-}
 
-/// The schema a node's expressions are evaluated against.
-fn input_schema(node: &LogicalPlan) -> DFSchema {
-    match node {
-        LogicalPlan::TableScan(ts) => ts.projected_schema.as_ref().clone(),
-        _ => merge_schema(&node.inputs()),
+    fn rewrite(
+        &self,
+        expr: Expr,
+        schema: &DFSchema,
+        _config: &ConfigOptions,
+    ) -> Result<Transformed<Expr>> {
+        rewrite_expr(expr, schema)
     }
-}
-
-fn rewrite_node(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let schema = input_schema(&node);
-    let names = NamePreserver::new(&node);
-    let mut changed = false;
-    let node = node
-        .map_expressions(|e| {
-            let saved = names.save(&e);
-            let t = e.transform_up(|x| rewrite_expr(x, &schema))?;
-            changed |= t.transformed;
-            Ok(t.update_data(|e| saved.restore(e)))
-        })?
-        .data;
-    // An input's fields may have changed (a plain type after paillier_neg): always recompute,
-    // as DataFusion's type coercion does.
-    let node = node.recompute_schema()?;
-    Ok(if changed {
-        Transformed::yes(node)
-    } else {
-        Transformed::no(node)
-    })
 }
 
 fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -86,11 +60,11 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let func = match target {
                 Some(kind) => {
                     if f.params.distinct {
-                        return plan_err!(
-                            "{}(DISTINCT {}): the argument is encrypted, and DISTINCT compares values, which ciphertexts do not allow",
-                            f.func.name(),
-                            f.params.args[0]
-                        );
+                        return Refusal::DistinctAggregate {
+                            func: f.func.name().to_owned(),
+                            arg: f.params.args[0].to_string(),
+                        }
+                        .err();
                     }
                     udaf(kind)
                 }
@@ -117,11 +91,12 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 _ => None,
             };
             if let Some(arg) = w.params.args.iter().find(|a| is_encrypted(a, schema)) {
-                let c = encrypted_column_in(arg, schema).unwrap_or_else(|| arg.to_string());
-                return plan_err!(
-                    "{}({c}) OVER (…): `{c}` is encrypted, and window functions do not run on ciphertexts; aggregate with GROUP BY instead",
-                    w.fun
-                );
+                let column = encrypted_column_in(arg, schema).unwrap_or_else(|| arg.to_string());
+                return Refusal::Window {
+                    func: w.fun.to_string(),
+                    column,
+                }
+                .err();
             }
             match builtin {
                 Some(b) => {
@@ -149,7 +124,7 @@ mod tests {
 
     use crate::lake::decrypt::decrypt_batch;
     use crate::lake::encrypt::encrypt_values;
-    use crate::sql::common::fixture;
+    use crate::sql::encrypted::fixture;
     use crate::sql::{session, KeyRing};
 
     /// The DataFrame API builds `Expr::Negative` directly (SQL never does): it must become

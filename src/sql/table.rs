@@ -1,6 +1,6 @@
 //! Registering encrypted Parquet tables: a file, a folder (hive-style `hospital=a/` folders become
 //! columns), a glob, or an object-store URL (`s3://`, `gs://`, `az://`, `file://`; credentials
-//! from the usual environment variables). Every file's encrypted columns must agree on key id,
+//! given by the caller, `register_object_store`). Every file's encrypted columns must agree on key id,
 //! scale and plain type (an error names the two files that disagree), and each encrypted column
 //! gets the modulus of its public key from the session's key ring in its field metadata, so
 //! that the aggregates find it in the plan.
@@ -20,45 +20,39 @@ use datafusion::datasource::listing::{
 use datafusion::logical_expr::CreateExternalTable;
 use futures::{StreamExt, TryStreamExt};
 
+use super::keyring::KeyRing;
 use crate::lake::decrypt::binary_values;
 use crate::lake::schema::META_MODULUS;
 use crate::lake::EncryptedColumn;
 use crate::paillier::wire::b64_encode;
-use crate::paillier::PublicKey;
 
-/// The public keys a session knows, by key id. The query path holds public keys only.
-#[derive(Clone, Debug, Default)]
-pub struct KeyRing {
-    keys: HashMap<String, PublicKey>,
+/// Options for object stores (`aws_access_key_id`, `google_service_account`, … as
+/// `object_store::parse_url_opts` takes them): the caller's to give, never read from the
+/// environment here.
+pub type StoreOptions = [(String, String)];
+
+/// Makes sure the object store for `location` is registered, building it from the URL and
+/// `options` if needed (a local path needs none).
+pub fn register_object_store(
+    state: &dyn Session,
+    location: &str,
+    options: &StoreOptions,
+) -> Result<()> {
+    ensure_object_store(state, &ListingTableUrl::parse(location)?, options)
 }
 
-impl KeyRing {
-    /// An empty key ring.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a public key.
-    pub fn add(&mut self, pk: PublicKey) {
-        self.keys.insert(pk.key_id().to_owned(), pk);
-    }
-
-    /// The key with this id, if known.
-    pub fn get(&self, key_id: &str) -> Option<&PublicKey> {
-        self.keys.get(key_id)
-    }
-}
-
-/// Makes sure the object store for `url` is registered, building it from the URL and the
-/// environment (AWS_*, GOOGLE_*, AZURE_* variables) if needed.
-fn ensure_object_store(state: &dyn Session, url: &ListingTableUrl) -> Result<()> {
+fn ensure_object_store(
+    state: &dyn Session,
+    url: &ListingTableUrl,
+    options: &StoreOptions,
+) -> Result<()> {
     if state.runtime_env().object_store(url).is_ok() {
         return Ok(());
     }
     let base = url.object_store();
     let parsed = url::Url::parse(base.as_str())
         .map_err(|e| DataFusionError::Plan(format!("{base}: {e}")))?;
-    let (store, _) = object_store::parse_url_opts(&parsed, std::env::vars())
+    let (store, _) = object_store::parse_url_opts(&parsed, options.iter().cloned())
         .map_err(|e| DataFusionError::Plan(format!("cannot open object store {base}: {e}")))?;
     state
         .runtime_env()
@@ -66,7 +60,8 @@ fn ensure_object_store(state: &dyn Session, url: &ListingTableUrl) -> Result<()>
     Ok(())
 }
 
-/// A table over encrypted Parquet at `location`, checked and annotated as the module says.
+/// A table over encrypted Parquet at `location`, checked and annotated as the module says. A
+/// remote location's object store must be registered (`register_object_store`).
 pub async fn encrypted_table(
     state: &dyn Session,
     name: &str,
@@ -74,7 +69,7 @@ pub async fn encrypted_table(
     keys: &KeyRing,
 ) -> Result<Arc<dyn TableProvider>> {
     let url = ListingTableUrl::parse(location)?;
-    ensure_object_store(state, &url)?;
+    ensure_object_store(state, &url, &[])?;
     let format = Arc::new(ParquetFormat::default().with_skip_metadata(false));
     let mut options = ListingOptions::new(format.clone()).with_file_extension(".parquet");
     let partitions = options.infer_partitions(state, &url).await?;
@@ -197,7 +192,6 @@ pub async fn find_bad_value(
     use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
     use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
     let url = ListingTableUrl::parse(location)?;
-    ensure_object_store(state, &url)?;
     let (store, files) = list_files(state, &url).await?;
     let readers = DefaultParquetFileReaderFactory::new(Arc::clone(&store));
     let metrics = ExecutionPlanMetricsSet::new();
@@ -281,16 +275,21 @@ fn annotate(
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// `CREATE EXTERNAL TABLE … STORED AS PARQUET LOCATION '…'` through `encrypted_table`.
+/// `CREATE EXTERNAL TABLE … STORED AS PARQUET LOCATION '…'` through `encrypted_table`. A remote
+/// location's store is built from the factory's options and the statement's `OPTIONS (…)`.
 #[derive(Debug)]
 pub struct EncryptedTableFactory {
     keys: KeyRing,
+    store_options: Vec<(String, String)>,
 }
 
 impl EncryptedTableFactory {
     /// A factory that annotates tables with the keys of `keys`.
-    pub fn new(keys: KeyRing) -> Self {
-        EncryptedTableFactory { keys }
+    pub fn new(keys: KeyRing, store_options: Vec<(String, String)>) -> Self {
+        EncryptedTableFactory {
+            keys,
+            store_options,
+        }
     }
 }
 
@@ -303,7 +302,12 @@ impl TableProviderFactory for EncryptedTableFactory {
     ) -> Result<Arc<dyn TableProvider>> {
         let name = cmd.name.to_string();
         match cmd.locations.as_slice() {
-            [location] => encrypted_table(state, &name, location, &self.keys).await,
+            [location] => {
+                let mut options = self.store_options.clone();
+                options.extend(cmd.options.iter().map(|(k, v)| (k.clone(), v.clone())));
+                register_object_store(state, location, &options)?;
+                encrypted_table(state, &name, location, &self.keys).await
+            }
             _ => plan_err!("table `{name}`: give one LOCATION (a file, folder, glob or URL)"),
         }
     }

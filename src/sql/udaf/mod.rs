@@ -15,10 +15,14 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::common::{
-    sum_plain_type, CipherInput, CipherSumAccumulator, CipherSumGroupsAccumulator,
-};
+mod accumulator;
+mod sql_aggregate;
+
+pub use accumulator::{CipherSumAccumulator, CipherSumGroupsAccumulator};
+pub use sql_aggregate::SqlAggregate;
+
 use crate::lake::schema::{AggregateKind, MAX_SCALE};
+use crate::sql::encrypted::{sum_plain_type, CipherInput};
 
 /// Which encrypted aggregate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,7 +193,7 @@ impl AggregateUDFImpl for CipherAggregate {
 mod tests {
     use super::*;
     use crate::lake::schema::{EncryptedColumn, META_AGGREGATE};
-    use crate::sql::common::fixture;
+    use crate::sql::encrypted::fixture;
 
     fn field(plain_type: DataType, scale: u32, aggregate: Option<AggregateKind>) -> FieldRef {
         fixture::field("x", scale, plain_type, aggregate)

@@ -8,7 +8,7 @@
 //! - `paillier_add_plain(x, k)`: E(x)·(1 + k·n) = E(x + k) for a plaintext k.
 //!
 //! The ordinary operators `x + y`, `x - y`, `-x`, `x * 3`, `x + 10` on encrypted columns are
-//! planned as these functions (see `planner.rs`). Results are ciphertexts under the same key,
+//! planned as these functions (see `sql/planner.rs`). Results are ciphertexts under the same key,
 //! with the scale and plain type in their field metadata like any encrypted column: an integer
 //! result is Int64, a decimal one Decimal128(38, s).
 
@@ -23,11 +23,13 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::common::{bad_ciphertext, CipherInput, META_MODULUS};
 use crate::lake::decrypt::binary_values;
+use crate::lake::schema::META_MODULUS;
 use crate::lake::schema::{EncryptedColumn, MAX_SCALE, META_KEY_ID};
 use crate::lake::values::{fixed_size_binary, parse_decimal};
 use crate::paillier::{Ciphertext, Modulus, Plaintext, NOT_INVERTIBLE};
+use crate::sql::encrypted::{bad_ciphertext, CipherInput};
+use crate::sql::policy::Refusal;
 
 /// Which per-row function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,10 +150,10 @@ fn plain_arg(
     let name = field.name();
     if field.metadata().contains_key(META_KEY_ID) {
         return match op {
-            Op::Mul => plan_err!(
-                "`{} * {name}`: both are encrypted, and Paillier cannot multiply two ciphertexts (only a ciphertext by a plaintext number); multiply after decryption",
-                a.name
-            ),
+            Op::Mul => Refusal::MultiplyCiphertexts {
+                text: format!("{} * {name}", a.name),
+            }
+            .err(),
             _ => plan_err!(
                 "{called}({}, {name}): `{name}` is encrypted; use paillier_add for two encrypted values",
                 a.name
@@ -448,7 +450,7 @@ fn ciphertext_array(values: &[Option<Ciphertext>], width: usize) -> Result<Array
 mod tests {
     use super::*;
     use crate::lake::encrypt::encrypt_values;
-    use crate::sql::common::fixture::{self, key};
+    use crate::sql::encrypted::fixture::{self, key};
     use datafusion::common::config::ConfigOptions;
     use proptest::prelude::*;
 

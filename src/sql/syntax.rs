@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::ast::{
     Statement as SqlStatement, UnaryOperator, Value, Visit, Visitor,
 };
 
+use super::policy::{Refusal, CIPHER_FUNCTIONS};
 use crate::lake::schema::META_KEY_ID;
 
 /// Plans and returns one SQL statement, as `SessionContext::sql` does.
@@ -45,48 +46,32 @@ pub async fn plan_statement(ctx: &SessionContext, mut statement: Statement) -> R
         Ok(plan) => plan,
         // DataFusion refuses most functions of a binary value with a type error that does not
         // say why; name the encrypted column and the reason instead.
-        Err(DataFusionError::Plan(_)) if diagnosis.is_some() => {
-            return plan_err!("{}", diagnosis.unwrap_or_default())
+        Err(DataFusionError::Plan(e)) => {
+            return Err(match diagnosis {
+                Some(refusal) => refusal.into(),
+                None => DataFusionError::Plan(e),
+            })
         }
         Err(e) => return Err(e),
     };
     ctx.execute_logical_plan(plan).await
 }
 
-/// Functions that take encrypted values.
-const CIPHER_FUNCTIONS: [&str; 11] = [
-    "sum",
-    "avg",
-    "mean",
-    "count",
-    "paillier_sum",
-    "paillier_count",
-    "paillier_avg",
-    "paillier_add",
-    "paillier_neg",
-    "paillier_mul",
-    "paillier_add_plain",
-];
-
 /// The first call of another function on an encrypted column, explained.
-fn diagnose(statement: &Statement, names: &HashSet<String>) -> Option<String> {
+fn diagnose(statement: &Statement, names: &HashSet<String>) -> Option<Refusal> {
     let mut found = None;
     let mut check = |e: &SqlExpr| {
         if let SqlExpr::Case { .. } = e {
-            if let Some(c) = mentioned(e, names) {
-                found = Some(format!(
-                    "CASE({c}): `{c}` is encrypted and CASE cannot run on ciphertexts; to aggregate a subset of rows, use SUM({c}) FILTER (WHERE …)"
-                ));
+            if let Some(column) = mentioned(e, names) {
+                found = Some(Refusal::Case { column });
                 return ControlFlow::Break(());
             }
         }
         if let SqlExpr::Function(f) = e {
             let name = f.name.to_string().to_ascii_lowercase();
             if !CIPHER_FUNCTIONS.contains(&name.as_str()) {
-                if let Some(c) = mentioned(e, names) {
-                    found = Some(format!(
-                        "{name}({c}): `{c}` is encrypted and {name} cannot run on ciphertexts; on encrypted columns only SUM, AVG, COUNT, IS [NOT] NULL, + and -, and * by a plaintext number run"
-                    ));
+                if let Some(column) = mentioned(e, names) {
+                    found = Some(Refusal::Function { what: name, column });
                     return ControlFlow::Break(());
                 }
             }
@@ -152,19 +137,17 @@ async fn encrypted_names(
 
 /// `WHERE flag` or `HAVING flag` on an encrypted boolean: DataFusion refuses a binary predicate
 /// without saying why.
-fn bare_predicate(sql: &Sql, names: &HashSet<String>) -> Option<String> {
+fn bare_predicate(sql: &Sql, names: &HashSet<String>) -> Option<Refusal> {
     struct Predicates<'a>(&'a HashSet<String>);
     impl Visitor for Predicates<'_> {
-        type Break = String;
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+        type Break = Refusal;
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Refusal> {
             if let SetExpr::Select(select) = query.body.as_ref() {
                 for (clause, e) in [("WHERE", &select.selection), ("HAVING", &select.having)] {
                     let Some(e) = e else { continue };
                     let bare = matches!(e, SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_));
-                    if let (true, Some(c)) = (bare, mentioned(e, self.0)) {
-                        return ControlFlow::Break(format!(
-                            "{clause} {c}: `{c}` is encrypted, and the cloud cannot test a ciphertext; filter on plaintext columns, or count the rows with SUM({c})"
-                        ));
+                    if let (true, Some(column)) = (bare, mentioned(e, self.0)) {
+                        return ControlFlow::Break(Refusal::BarePredicate { clause, column });
                     }
                 }
             }
