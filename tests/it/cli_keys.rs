@@ -56,7 +56,7 @@ fn small_and_odd_key_sizes_are_refused_and_nothing_is_written() {
 #[test]
 fn damaged_key_files_get_clear_errors() {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "k", "--quiet"]).ok();
+    dir.copy_keys("single", "k");
     let public = dir.read("k/public.json");
     let private = dir.read("k/private.json");
 

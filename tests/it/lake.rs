@@ -16,10 +16,10 @@ use rug::Integer;
 
 use crate::util::Dir;
 
-/// A folder with a fresh 2048-bit key pair in `k/`.
+/// A folder with a 2048-bit key pair in `k/`.
 fn with_key() -> Dir {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "k", "--quiet"]).ok();
+    dir.copy_keys("single", "k");
     dir
 }
 
@@ -330,7 +330,7 @@ fn bad_inputs_get_clear_errors_and_write_nothing() {
 #[test]
 fn decrypt_refuses_another_key_naming_both() {
     let dir = with_key();
-    dir.run(&["keygen", "--out", "other", "--quiet"]).ok();
+    dir.copy_keys("other", "other");
     dir.write("in.csv", "id,cost\n1,10\n");
     dir.encrypt("k/public.json", "in.csv", "cost", "e.parquet")
         .ok();

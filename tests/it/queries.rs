@@ -29,7 +29,7 @@ async fn plaintext_csv(dir: &Dir, sql: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_in_queries_matches_plaintext() {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "keys", "--quiet"]).ok();
+    dir.copy_keys("single", "keys");
     for (i, h) in HOSPITALS.iter().enumerate() {
         let plain = dir.path(&format!("plain/hospital={h}/admissions.csv"));
         std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
@@ -84,7 +84,7 @@ async fn every_query_in_queries_matches_plaintext() {
 #[test]
 fn table_output_tags_ciphertexts_and_never_needs_a_private_key() {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "keys", "--quiet"]).ok();
+    dir.copy_keys("single", "keys");
     dir.write("in/hospital=a/x.csv", "region,cost\nnorth,10.5\nsouth,2\n");
     dir.encrypt("keys/public.json", "in", "cost:2", "lake").ok();
     let out = dir
@@ -125,8 +125,8 @@ fn table_output_tags_ciphertexts_and_never_needs_a_private_key() {
 #[test]
 fn mixed_keys_in_one_column_are_refused_at_registration_naming_the_files() {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "k1", "--quiet"]).ok();
-    dir.run(&["keygen", "--out", "k2", "--quiet"]).ok();
+    dir.copy_keys("single", "k1");
+    dir.copy_keys("other", "k2");
     dir.write("a.csv", "cost\n1\n");
     dir.encrypt(
         "k1/public.json",
@@ -154,7 +154,7 @@ fn mixed_keys_in_one_column_are_refused_at_registration_naming_the_files() {
 #[test]
 fn create_external_table_and_file_urls() {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "k", "--quiet"]).ok();
+    dir.copy_keys("single", "k");
     dir.write("in/hospital=a/x.csv", "cost\n5\n7\n");
     dir.write("in/hospital=b/x.csv", "cost\n-2\n");
     dir.encrypt("k/public.json", "in", "cost", "lake").ok();
@@ -202,8 +202,8 @@ fn create_external_table_and_file_urls() {
 #[test]
 fn a_union_of_columns_under_different_keys_is_refused() {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "k1", "--quiet"]).ok();
-    dir.run(&["keygen", "--out", "k2", "--quiet"]).ok();
+    dir.copy_keys("single", "k1");
+    dir.copy_keys("other", "k2");
     dir.write("a.csv", "c\n5\n7\n");
     dir.encrypt("k1/public.json", "a.csv", "c", "t1.parquet")
         .ok();
@@ -252,7 +252,7 @@ fn a_union_of_columns_under_different_keys_is_refused() {
 #[test]
 fn explain_shows_the_rewritten_plan_and_refusals_exit_nonzero() {
     let dir = Dir::new();
-    dir.run(&["keygen", "--out", "keys", "--quiet"]).ok();
+    dir.copy_keys("single", "keys");
     dir.write(
         "in/hospital=a/x.csv",
         "region,cost,stay,flag\nnorth,10.5,3,true\nsouth,2,1,false\nnorth,-4.25,2,true\n",

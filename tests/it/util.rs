@@ -1,9 +1,8 @@
-//! A temporary folder and a way to run the real binary inside it, key fixtures made once per
-//! run, and the key id recomputed from docs/FORMAT.md's definition (independently of the crate).
+//! A temporary folder and a way to run the real binary inside it, the committed key fixtures, and
+//! the key id recomputed from docs/FORMAT.md's definition (independently of the crate).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use rug::Integer;
 use serde_json::Value;
@@ -20,24 +19,23 @@ impl Dir {
         }
     }
 
-    /// A folder holding copies of keys made once per test run by the real `keygen`: `keys/` (a
-    /// 2-of-3 threshold key for parties a, b, c), `single/` and `other/` (two key pairs).
+    /// Copies the committed key fixture `set` (tests/data/keys/SET: `single`, `other`, `keys`,
+    /// `other-t`, `ab`) into the folder `to`.
+    pub fn copy_keys(&self, set: &str, to: &str) {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys").join(set);
+        std::fs::create_dir_all(self.path(to)).unwrap();
+        for e in std::fs::read_dir(&from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), self.path(to).join(e.file_name())).unwrap();
+        }
+    }
+
+    /// A folder holding `keys/` (a 2-of-3 threshold key for parties a, b, c), `single/` and
+    /// `other/` (two key pairs), copied from the committed fixtures.
     pub fn with_keys() -> Self {
-        static KEYS: OnceLock<tempfile::TempDir> = OnceLock::new();
-        let keys = KEYS.get_or_init(|| {
-            let d = Dir::new();
-            d.keygen_threshold("a,b,c", "2", "keys").ok();
-            d.run(&["keygen", "--out", "single", "-q"]).ok();
-            d.run(&["keygen", "--out", "other", "-q"]).ok();
-            d.tmp
-        });
         let dir = Dir::new();
-        for sub in ["keys", "single", "other"] {
-            std::fs::create_dir_all(dir.path(sub)).unwrap();
-            for e in std::fs::read_dir(keys.path().join(sub)).unwrap() {
-                let e = e.unwrap();
-                std::fs::copy(e.path(), dir.path(sub).join(e.file_name())).unwrap();
-            }
+        for set in ["keys", "single", "other"] {
+            dir.copy_keys(set, set);
         }
         dir
     }
