@@ -24,7 +24,12 @@ async fn main() -> anyhow::Result<()> {
     synth::write_admissions(&csv, 0, 2_000, 42)?;
     let lake = dir.path().join("lake/hospital=a/admissions.parquet");
     let options = EncryptOptions {
-        columns: EncryptSpec::parse_list("cost:2,length_of_stay,diabetic")?,
+        // cost at 2 decimal places; the integer and the flag as they are.
+        columns: vec![
+            EncryptSpec::new("cost", Some(2)),
+            EncryptSpec::new("length_of_stay", None),
+            EncryptSpec::new("diabetic", None),
+        ],
         batch_size: 8192,
         progress: None,
         overwrite: false,

@@ -71,6 +71,30 @@ pub enum Error {
     #[error("{0}")]
     Data(String),
 
+    /// A column of decimals to encrypt without a decimal scale (`at` names the file and row).
+    #[error("{at}: column `{column}`: it holds decimals, so it needs a decimal scale (the number of places to keep)")]
+    NeedsScale { at: String, column: String },
+
+    /// A decryption request refused by a party's disclosure policy, with each violation.
+    #[error(
+        "{result}: refused by the disclosure policy (at least {min_rows} contributing rows per aggregate): {}",
+        join_limited(violations, "; ")
+    )]
+    PolicyRefused {
+        result: String,
+        min_rows: u64,
+        violations: Vec<String>,
+    },
+
+    /// A partial decryption whose proof does not verify (`who` names its file and party).
+    #[error("{who}: the proof for row {}, column `{column}` does not verify: rejected", row + 1)]
+    ProofRejected {
+        who: String,
+        column: String,
+        /// 0-based.
+        row: u64,
+    },
+
     /// An Arrow error (reading CSV, building arrays).
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),

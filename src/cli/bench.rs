@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use cipherlake::lake::decrypt::decrypt_batch;
 use cipherlake::lake::io::parquet_props;
-use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec, EncryptedColumn};
+use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptedColumn};
 use cipherlake::paillier::{Ciphertext, PrivateKey};
 use cipherlake::sql::{self, KeyRing};
 use cipherlake::synth;
@@ -252,7 +252,7 @@ fn bench_encrypt(rows: usize, global: &Global) -> anyhow::Result<()> {
             .build()?;
         let out = dir.path().join(format!("out-{threads}.parquet"));
         let opts = EncryptOptions {
-            columns: EncryptSpec::parse_list("cost:2,length_of_stay")?,
+            columns: super::encrypt::parse_columns("cost:2,length_of_stay")?,
             batch_size: 8192,
             progress: None,
             overwrite: true,

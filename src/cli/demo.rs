@@ -12,7 +12,7 @@ use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::FileSet;
 use cipherlake::lake::threshold::{combine_result, partial_decrypt_result, ResultFile};
-use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec};
+use cipherlake::lake::{encrypt_path, EncryptOptions};
 use cipherlake::paillier::threshold;
 use cipherlake::sql::{self, KeyRing};
 use cipherlake::synth;
@@ -146,7 +146,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     stages.time("encrypt (each hospital)", || {
         for h in &names {
             let opts = EncryptOptions {
-                columns: EncryptSpec::parse_list("cost:2,length_of_stay,diabetic")?,
+                columns: super::encrypt::parse_columns("cost:2,length_of_stay,diabetic")?,
                 batch_size: 8192,
                 progress: None,
                 overwrite: true,

@@ -37,7 +37,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let columns = EncryptSpec::parse_list(&args.encrypt)?;
+    let columns = parse_columns(&args.encrypt)?;
     let pk = super::load_public(&args.key, args.key_id.as_deref())?;
     let total = input_bytes(&args.input)?;
     let pb = progress::bytes_bar(total, "encrypting", global.quiet);
@@ -51,7 +51,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let started = Instant::now();
     let result = encrypt_path(&pk, &args.input, &args.output, &opts);
     pb.finish_and_clear();
-    let stats = result?;
+    let stats = result.map_err(hint)?;
     let secs = started.elapsed().as_secs_f64();
     if !global.quiet {
         eprintln!(
@@ -67,4 +67,38 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--encrypt COL[:SCALE][,COL[:SCALE]…]`.
+pub(crate) fn parse_columns(s: &str) -> anyhow::Result<Vec<EncryptSpec>> {
+    let mut out: Vec<EncryptSpec> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (column, scale) = match item.rsplit_once(':') {
+            Some((c, sc)) => {
+                let scale = sc.parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!("--encrypt {item}: scale `{sc}` is not a whole number")
+                })?;
+                (c.to_owned(), Some(scale))
+            }
+            None => (item.to_owned(), None),
+        };
+        anyhow::ensure!(
+            !out.iter().any(|e| e.column == column),
+            "--encrypt names column `{column}` twice"
+        );
+        out.push(EncryptSpec { column, scale });
+    }
+    anyhow::ensure!(!out.is_empty(), "--encrypt names no column");
+    Ok(out)
+}
+
+/// The flag that fixes a column needing a scale, added to the library's error.
+pub(crate) fn hint(e: cipherlake::Error) -> anyhow::Error {
+    match &e {
+        cipherlake::Error::NeedsScale { column, .. } => {
+            let hint = format!("encrypt it with a scale, e.g. --encrypt {column}:2");
+            anyhow::Error::from(e).context(hint)
+        }
+        _ => e.into(),
+    }
 }

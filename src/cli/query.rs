@@ -95,7 +95,17 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         anyhow::ensure!(!statements.is_empty(), "no SQL statement given");
         let last = statements.len() - 1;
         for (i, statement) in statements.into_iter().enumerate() {
-            let df = sql::plan_statement(&ctx, statement).await?;
+            let df = sql::plan_statement(&ctx, statement).await.map_err(|e| {
+                let missing_key = e
+                    .to_string()
+                    .contains("no public key with that id was given");
+                let e = anyhow::Error::from(e);
+                if missing_key {
+                    e.context("pass the column's public key with --key public.json")
+                } else {
+                    e
+                }
+            })?;
             refuse_writes(df.logical_plan())?;
             if i < last {
                 if let Err(e) = df.collect().await {

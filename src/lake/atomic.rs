@@ -391,20 +391,14 @@ fn refuse_existing(target: &Path, overwrite: bool) -> Result<()> {
 fn refuse_foreign_files(target: &Path, writes: &[PathBuf]) -> Result<()> {
     let ours: HashSet<&Path> = writes.iter().map(PathBuf::as_path).collect();
     let mut foreign = Vec::new();
-    let mut stack = vec![target.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            let path = entry.path();
-            let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
-            if ft.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(target).unwrap_or(&path);
-                if !ours.contains(rel) {
-                    foreign.push(rel.display().to_string());
-                }
-            }
+    for entry in walkdir::WalkDir::new(target).min_depth(1) {
+        let entry = entry.map_err(|e| super::io::walk_error(target, e))?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(target).unwrap_or(entry.path());
+        if !ours.contains(rel) {
+            foreign.push(rel.display().to_string());
         }
     }
     if foreign.is_empty() {
@@ -521,7 +515,7 @@ fn side_path(target: &Path, prefix: &str) -> PathBuf {
     let mut suffix = [0u8; 6];
     // A name clash only makes the rename fail; the OS generator failing is not worth an error.
     let _ = crate::paillier::randomness::fill(&mut suffix);
-    let tag: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let tag = hex::encode(suffix);
     let name = format!("{prefix}{}-{tag}", safe_name(target));
     match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.join(name),

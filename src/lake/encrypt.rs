@@ -34,32 +34,12 @@ pub struct EncryptSpec {
 }
 
 impl EncryptSpec {
-    /// Parses `COL[:SCALE][,COL[:SCALE]…]`.
-    pub fn parse_list(s: &str) -> Result<Vec<EncryptSpec>> {
-        let mut out: Vec<EncryptSpec> = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (column, scale) = match item.rsplit_once(':') {
-                Some((c, sc)) => {
-                    let scale = sc.parse::<u32>().map_err(|_| {
-                        Error::Invalid(format!(
-                            "--encrypt {item}: scale `{sc}` is not a whole number"
-                        ))
-                    })?;
-                    (c.to_owned(), Some(scale))
-                }
-                None => (item.to_owned(), None),
-            };
-            if out.iter().any(|e| e.column == column) {
-                return Err(Error::Invalid(format!(
-                    "--encrypt names column `{column}` twice"
-                )));
-            }
-            out.push(EncryptSpec { column, scale });
+    /// Encrypt `column`, at `scale` decimal places if given.
+    pub fn new(column: &str, scale: Option<u32>) -> Self {
+        EncryptSpec {
+            column: column.to_owned(),
+            scale,
         }
-        if out.is_empty() {
-            return Err(Error::Invalid("--encrypt names no column".into()));
-        }
-        Ok(out)
     }
 }
 

@@ -60,8 +60,27 @@ pub fn list_inputs(input: &Path) -> Result<Vec<InputFile>> {
         }]);
     }
     let mut out = Vec::new();
-    walk(input, input, &mut out)?;
-    out.sort_by(|a, b| a.relative.cmp(&b.relative));
+    // Hidden (`.`) and `_` entries are skipped: temporary outputs, Spark's `_SUCCESS` and the like.
+    let visible = |e: &walkdir::DirEntry| {
+        e.depth() == 0 || !e.file_name().to_string_lossy().starts_with(['.', '_'])
+    };
+    for entry in walkdir::WalkDir::new(input)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(visible)
+    {
+        let entry = entry.map_err(|e| walk_error(input, e))?;
+        let Some(kind) = InputKind::of(entry.path()).filter(|_| entry.file_type().is_file()) else {
+            continue;
+        };
+        let path = entry.path().to_owned();
+        let relative = path.strip_prefix(input).unwrap_or(&path).to_owned();
+        out.push(InputFile {
+            path,
+            relative,
+            kind,
+        });
+    }
     if out.is_empty() {
         return Err(Error::Data(format!(
             "{}: no .csv or .parquet files in this folder",
@@ -71,26 +90,13 @@ pub fn list_inputs(input: &Path) -> Result<Vec<InputFile>> {
     Ok(out)
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<InputFile>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with(['.', '_']) {
-            continue;
-        }
-        let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
-        if ft.is_dir() {
-            walk(root, &path, out)?;
-        } else if let Some(kind) = InputKind::of(&path) {
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_owned();
-            out.push(InputFile {
-                path,
-                relative,
-                kind,
-            });
-        }
-    }
-    Ok(())
+/// A folder walk's error, naming the entry it failed on.
+pub(crate) fn walk_error(root: &Path, e: walkdir::Error) -> Error {
+    let path = e.path().unwrap_or(root).to_owned();
+    let cause = e
+        .into_io_error()
+        .unwrap_or_else(|| std::io::Error::other("a symbolic link loop"));
+    Error::io(path, cause)
 }
 
 /// Parquet settings: ciphertext columns PLAIN, no dictionary, no compression, no statistics

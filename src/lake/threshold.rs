@@ -21,7 +21,7 @@ use crate::error::{join_limited, Error, Result};
 use crate::paillier::threshold::{
     combine, params, partial_decrypt, verify_partial, KeyShare, Partial, ThresholdPublic,
 };
-use crate::paillier::wire::{b64_decode, b64_encode};
+use crate::paillier::wire::b64_int;
 use crate::paillier::{Ciphertext, PublicKey};
 
 /// `kind` of a partial decryption file.
@@ -56,11 +56,14 @@ pub struct PartialCell {
     /// 0-based row in the result.
     pub row: u64,
     /// c_i (base64url).
-    pub value: String,
+    #[serde(with = "b64_int")]
+    pub value: Integer,
     /// Proof challenge (base64url).
-    pub e: String,
+    #[serde(with = "b64_int")]
+    pub e: Integer,
     /// Proof response (base64url).
-    pub z: String,
+    #[serde(with = "b64_int")]
+    pub z: Integer,
 }
 
 /// An encrypted cell of a result.
@@ -81,7 +84,7 @@ pub struct ResultFile {
 impl ResultFile {
     /// Reads a result (a Parquet file from `cipherlake query`); `name` is used in messages.
     pub fn read(name: &str, bytes: Bytes) -> Result<Self> {
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = hex::encode(Sha256::digest(&bytes));
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| Error::Data(format!("{name}: not a Parquet result file: {e}")))?;
         let batches = builder
@@ -170,10 +173,6 @@ impl ResultFile {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// What ties a proof to one cell of one result.
 fn binding(result_sha256: &str, column: &str, row: u64) -> Vec<u8> {
     let mut b = result_sha256.as_bytes().to_vec();
@@ -218,11 +217,11 @@ pub fn partial_decrypt_result(
     let cells = result.cells(pk)?;
     let bad = policy_violations(&cells, min_rows);
     if !bad.is_empty() {
-        return Err(Error::Data(format!(
-            "{}: refused by the disclosure policy (at least {min_rows} contributing rows per aggregate): {}",
-            result.name,
-            join_limited(&bad, "; ")
-        )));
+        return Err(Error::PolicyRefused {
+            result: result.name.clone(),
+            min_rows,
+            violations: bad,
+        });
     }
     let out = cells
         .par_iter()
@@ -239,9 +238,9 @@ pub fn partial_decrypt_result(
             Ok(PartialCell {
                 column: c.column.clone(),
                 row: c.row,
-                value: b64_encode(&p.value),
-                e: b64_encode(&p.e),
-                z: b64_encode(&p.z),
+                value: p.value,
+                e: p.e,
+                z: p.z,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -317,9 +316,6 @@ fn verify_party(
         .iter()
         .map(|c| ((c.column.as_str(), c.row), c))
         .collect();
-    let field = |name: &str, v: &str| {
-        b64_decode(v).map_err(|why| Error::Data(format!("{who}: field `{name}` {why}")))
-    };
     let values = cells
         .par_iter()
         .map(|cell| {
@@ -328,9 +324,9 @@ fn verify_party(
                 .get(&(cell.column.as_str(), cell.row))
                 .ok_or_else(|| Error::Data(format!("{who}: no partial decryption for {}", at())))?;
             let partial = Partial {
-                value: field("value", &pc.value)?,
-                e: field("e", &pc.e)?,
-                z: field("z", &pc.z)?,
+                value: pc.value.clone(),
+                e: pc.e.clone(),
+                z: pc.z.clone(),
             };
             if !verify_partial(
                 pk,
@@ -339,10 +335,11 @@ fn verify_party(
                 &partial,
                 &binding(&result.sha256, &cell.column, cell.row),
             ) {
-                return Err(Error::Data(format!(
-                    "{who}: the proof for {} does not verify: rejected",
-                    at()
-                )));
+                return Err(Error::ProofRejected {
+                    who: who.clone(),
+                    column: cell.column.clone(),
+                    row: cell.row,
+                });
             }
             if let Some(cb) = progress {
                 cb(1);

@@ -116,9 +116,10 @@ impl ColumnPlan {
             }
             DataType::Float16 | DataType::Float32 | DataType::Float64 => {
                 let Some(s) = scale else {
-                    return Err(err(format!(
-                        "it holds decimals: give a scale, e.g. --encrypt {name}:2"
-                    )));
+                    return Err(Error::NeedsScale {
+                        at: file.to_owned(),
+                        column: name.to_owned(),
+                    });
                 };
                 let src = if text { Source::Text(TextKind::Decimal) } else { Source::Float };
                 (src, s, decimal(s))
@@ -251,13 +252,15 @@ impl ColumnPlan {
                         };
                         let parsed = match kind {
                             TextKind::Boolean => parse_bool(s),
-                            TextKind::Integer => parse_decimal(s, 0).map_err(|why| {
-                                if s.contains('.') && why.contains("digits after") {
-                                    format!("value `{}` has decimals: give a scale, e.g. --encrypt {}:2", preview(s), self.name)
-                                } else {
-                                    why
+                            TextKind::Integer => match parse_decimal(s, 0) {
+                                Err(why) if s.contains('.') && why.contains("digits after") => {
+                                    return Err(Error::NeedsScale {
+                                        at: format!("{file}: row {}", first_row + i as u64),
+                                        column: self.name.clone(),
+                                    })
                                 }
-                            }),
+                                other => other,
+                            },
                             TextKind::Decimal => parse_decimal(s, self.scale),
                         };
                         let v = parsed.map_err(|why| at(i, why))?;
@@ -522,7 +525,11 @@ mod tests {
         ]));
         let e =
             ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, None, "f").unwrap_err();
-        assert!(e.to_string().contains("x:2"), "{e}");
+        assert!(
+            matches!(&e, Error::NeedsScale { column, .. } if column == "x")
+                && e.to_string().contains("decimal scale"),
+            "{e}"
+        );
         let plan =
             ColumnPlan::new("x", &DataType::Float64, &DataType::Float64, Some(2), "f").unwrap();
         assert_eq!(

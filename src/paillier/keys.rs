@@ -102,7 +102,7 @@ pub(crate) fn fingerprint(
             item("threshold.verification_key", &be_bytes(v));
         }
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 /// Checks that needs no secret that n can be a Paillier modulus: odd, not a perfect square, not

@@ -27,6 +27,23 @@ pub fn b64_decode(s: &str) -> Result<Integer, &'static str> {
     Ok(Integer::from_digits(&bytes, Order::Msf))
 }
 
+/// Serde for an `Integer` field written as base64url: `#[serde(with = "wire::b64_int")]`.
+pub mod b64_int {
+    use rug::Integer;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// Writes the integer as base64url.
+    pub fn serialize<S: Serializer>(x: &Integer, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::b64_encode(x))
+    }
+
+    /// Reads a base64url integer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Integer, D::Error> {
+        let text = String::deserialize(d)?;
+        super::b64_decode(&text).map_err(|why| D::Error::custom(format!("an integer {why}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,7 @@ pub fn render(batch: &RecordBatch, mode: CipherText) -> Result<RecordBatch> {
 }
 
 fn render_value(b: &[u8], aggregate: bool, mode: CipherText) -> String {
-    let hex = |bytes: &[u8]| bytes.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hex = hex::encode;
     match mode {
         CipherText::Hex => hex(b),
         CipherText::Tag => {

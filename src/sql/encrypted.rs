@@ -98,7 +98,7 @@ impl CipherInput {
         };
         let Some(modulus) = field.metadata().get(META_MODULUS) else {
             return plan_err!(
-                "{function}({name}): `{name}` is encrypted under key {}, but no public key with that id was given (pass it with --key public.json, or register the table with it)",
+                "{function}({name}): `{name}` is encrypted under key {}, but no public key with that id was given (register the table with its public key)",
                 column.key_id
             );
         };

@@ -22,7 +22,9 @@ impl Dir {
     /// Copies the committed key fixture `set` (tests/data/keys/SET: `single`, `other`, `keys`,
     /// `other-t`, `ab`) into the folder `to`.
     pub fn copy_keys(&self, set: &str, to: &str) {
-        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys").join(set);
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/keys")
+            .join(set);
         std::fs::create_dir_all(self.path(to)).unwrap();
         for e in std::fs::read_dir(&from).unwrap() {
             let e = e.unwrap();
