@@ -135,7 +135,7 @@ impl sqllogictest::AsyncDB for CipherDb {
         for batch in batches {
             let plain = decrypt_batch(key(), &batch, 1, "result")
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            rows.extend(format_rows(&plain)?);
+            rows.extend(split_lines(format_rows(&plain)?));
             width = plain.num_columns();
         }
         Ok(DBOutput::Rows {
@@ -157,6 +157,31 @@ fn format_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>> {
     Ok((0..batch.num_rows())
         .map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect())
         .collect())
+}
+
+/// A cell of several lines (an EXPLAIN plan) becomes one row per line, as in DataFusion's own
+/// `.slt` files: the first line beside the row's other cells, each further line alone with its
+/// indentation written as `-` (whitespace is not significant to the runner).
+fn split_lines(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for row in rows {
+        let mut rest: Vec<String> = Vec::new();
+        let first: Vec<String> = row
+            .into_iter()
+            .map(|cell| {
+                let mut lines = cell.lines();
+                let head = lines.next().unwrap_or_default().to_owned();
+                for l in lines {
+                    let body = l.trim_start();
+                    rest.push(format!("{}{body}", "-".repeat(l.len() - body.len())));
+                }
+                head
+            })
+            .collect();
+        out.push(first);
+        out.extend(rest.into_iter().map(|l| vec![l]));
+    }
+    out
 }
 
 fn make_db(partitions: usize) -> CipherDb {
