@@ -591,7 +591,7 @@ mod tests {
     #[test]
     fn a_public_key_file_holding_a_secret_is_refused() {
         let key = hazmat::fixture_key_512();
-        let mut v: Value = serde_json::from_str(&private_json(&key)).unwrap();
+        let mut v: Value = serde_json::from_str(&private_json(key)).unwrap();
         v["kind"] = PUBLIC_KIND.into();
         let e = parse(&v.to_string(), Path::new("k.json"))
             .err()

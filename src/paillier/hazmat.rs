@@ -59,8 +59,14 @@ pub fn primes_of(key: &PrivateKey) -> (&Integer, &Integer) {
     (key.p(), key.q())
 }
 
-/// A fixed 512-bit key with safe primes and a DJN base, for fast unit and property tests.
-pub fn fixture_key_512() -> PrivateKey {
+/// A fixed 512-bit key with safe primes and a DJN base, for fast unit and property tests (built
+/// once, shared).
+pub fn fixture_key_512() -> &'static PrivateKey {
+    static KEY: std::sync::OnceLock<PrivateKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(build_fixture_key_512)
+}
+
+fn build_fixture_key_512() -> PrivateKey {
     let hex = |s: &str| Integer::from_str_radix(s, 16).unwrap_or_default();
     let p = hex("cbd831a7483ca14e150bc22194f7251531dc47013f3ec16c194f6fd723993817");
     let q = hex("f36b28ec4544e5c07ffd6cc047b012af65faeb0fe3d1497e0e99ed29bbbf02ef");

@@ -269,7 +269,7 @@ mod tests {
         m.invert_batch(&mut values).unwrap();
         let got: Vec<Integer> = values.iter().map(dec).collect();
         assert_eq!(got, [-3, 4, -5]);
-        let p = Ciphertext::from_raw(hazmat::primes_of(&key).0.clone());
+        let p = Ciphertext::from_raw(hazmat::primes_of(key).0.clone());
         let mut with_bad = vec![enc(1), p];
         assert_eq!(m.invert_batch(&mut with_bad), Err(1));
     }

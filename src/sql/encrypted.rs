@@ -200,7 +200,7 @@ pub fn encrypted_column_in(expr: &Expr, schema: &DFSchema) -> Option<String> {
 #[cfg(test)]
 pub(crate) mod fixture {
     use std::collections::HashMap;
-    use std::sync::{Arc, OnceLock};
+    use std::sync::Arc;
 
     use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 
@@ -209,10 +209,9 @@ pub(crate) mod fixture {
     use crate::paillier::wire::b64_encode;
     use crate::paillier::{hazmat, PrivateKey};
 
-    /// The fixture key, built once.
+    /// The fixture key.
     pub(crate) fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(hazmat::fixture_key_512)
+        hazmat::fixture_key_512()
     }
 
     /// An encrypted field `name` at `scale` with `plain_type`; an aggregate of the given tag

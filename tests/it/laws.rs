@@ -7,8 +7,7 @@ use proptest::prelude::*;
 use rug::Integer;
 
 fn key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(hazmat::fixture_key_512)
+    hazmat::fixture_key_512()
 }
 
 /// The same primes without a DJN base: encryption falls back to r^n.

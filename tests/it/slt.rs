@@ -7,7 +7,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use cipherlake::lake::decrypt::decrypt_batch;
@@ -29,8 +29,7 @@ use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 fn key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(hazmat::fixture_key_512)
+    hazmat::fixture_key_512()
 }
 
 /// `test_encrypt(x)`: encrypts Int*, Decimal128 or Boolean values under the fixture key.
