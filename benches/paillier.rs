@@ -2,6 +2,7 @@
 //! the same run as the reference for homomorphic addition.
 //!
 //! `cargo bench --bench paillier`; the README lists the figures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 

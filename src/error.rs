@@ -11,12 +11,19 @@ use std::path::PathBuf;
 pub enum Error {
     /// A key size below the minimum, or not one of the offered sizes.
     #[error("key size {bits} bits is not allowed: use 2048, 3072 or 4096 (at least {min})")]
-    KeySize { bits: u32, min: u32 },
+    KeySize {
+        /// The size asked for.
+        bits: u32,
+        /// The smallest size allowed.
+        min: u32,
+    },
 
     /// A public key parameter that fails validation (names the parameter, never its value).
     #[error("public key parameter `{parameter}`: {reason}")]
     KeyParameter {
+        /// The parameter's name in the key file (`n`, `hs`, `threshold.v`, …).
         parameter: &'static str,
+        /// What is wrong with it.
         reason: String,
     },
 
@@ -26,40 +33,64 @@ pub enum Error {
 
     /// A ciphertext that is not an element of Z*_{n²}, or has the wrong width.
     #[error("invalid ciphertext for key {key_id}: {reason}")]
-    InvalidCiphertext { key_id: String, reason: String },
+    InvalidCiphertext {
+        /// The key the value was read for.
+        key_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A plaintext outside the signed range [-max_int, max_int] of the key.
     #[error("value out of range for key {key_id}: its magnitude must be below n/3")]
-    OutOfRange { key_id: String },
+    OutOfRange {
+        /// The key.
+        key_id: String,
+    },
 
     /// A decrypted value in the overflow band: the sum left the encodable range.
     #[error(
         "decrypted value for key {key_id} is in the overflow band: \
          the aggregate left the encodable range (or was tampered with)"
     )]
-    Overflow { key_id: String },
+    Overflow {
+        /// The key.
+        key_id: String,
+    },
 
     /// Two keys (or a key and data) that must be the same are not.
     #[error("key mismatch: expected key id {expected}, found {found}{context}")]
     KeyMismatch {
+        /// The key id that was expected.
         expected: String,
+        /// The key id found.
         found: String,
+        /// Where (a file, a column), as a suffix of the message.
         context: String,
     },
 
     /// A key file that cannot be used: malformed, truncated, inconsistent, or of the wrong kind.
     #[error("key file {}: {reason}", path.display())]
-    KeyFile { path: PathBuf, reason: String },
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it (never a value from it).
+        reason: String,
+    },
 
     /// An output that exists already, where the caller did not ask to replace it.
     #[error("{} already exists", path.display())]
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The output.
+        path: PathBuf,
+    },
 
     /// Reading or writing a file failed. The cause is part of the message (not a `source`), so
     /// that a printed chain does not say it twice.
     #[error("{}: {cause}", path.display())]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the operating system said.
         cause: std::io::Error,
     },
 
@@ -73,7 +104,12 @@ pub enum Error {
 
     /// A column of decimals to encrypt without a decimal scale (`at` names the file and row).
     #[error("{at}: column `{column}`: it holds decimals, so it needs a decimal scale (the number of places to keep)")]
-    NeedsScale { at: String, column: String },
+    NeedsScale {
+        /// The file (and row) where it was found.
+        at: String,
+        /// The column.
+        column: String,
+    },
 
     /// A decryption request refused by a party's disclosure policy, with each violation.
     #[error(
@@ -81,15 +117,20 @@ pub enum Error {
         join_limited(violations, "; ")
     )]
     PolicyRefused {
+        /// The result file.
         result: String,
+        /// The party's minimum of contributing rows.
         min_rows: u64,
+        /// Each offending cell, described.
         violations: Vec<String>,
     },
 
     /// A partial decryption whose proof does not verify (`who` names its file and party).
     #[error("{who}: the proof for row {}, column `{column}` does not verify: rejected", row + 1)]
     ProofRejected {
+        /// The partial decryption file and its party.
         who: String,
+        /// The cell's column.
         column: String,
         /// 0-based.
         row: u64,

@@ -64,7 +64,7 @@ pub(crate) struct Global {
     pub quiet: bool,
 }
 
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ pub mod io;
 pub mod output;
 pub mod schema;
 pub mod threshold;
-pub mod values;
+pub(crate) mod values;
 
 pub use decrypt::decrypt_batch;
 pub use encrypt::{encrypt_path, EncryptOptions, EncryptSpec, EncryptStats};

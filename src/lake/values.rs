@@ -46,7 +46,7 @@ enum TextKind {
 
 /// The plan for one column to encrypt: where its values come from and what they become.
 #[derive(Clone, Debug)]
-pub struct ColumnPlan {
+pub(crate) struct ColumnPlan {
     /// Column name.
     pub name: String,
     /// Scale of the encoded values.
@@ -60,7 +60,7 @@ impl ColumnPlan {
     /// Plans a column. `read_type` is the type the reader hands over (Utf8 for CSV columns to
     /// encrypt); `declared` the column's real type (inferred, for CSV); `scale` the `:SCALE` the
     /// user asked for; `file` is used in errors.
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         read_type: &DataType,
         declared: &DataType,
@@ -146,7 +146,7 @@ impl ColumnPlan {
     }
 
     /// The signed integers to encrypt for `array`; `first_row` (1-based) and `file` locate errors.
-    pub fn encode(
+    pub(crate) fn encode(
         &self,
         array: &ArrayRef,
         first_row: u64,
@@ -301,7 +301,7 @@ fn parse_bool(s: &str) -> std::result::Result<i128, String> {
 
 /// Parses `[+-]digits[.digits]` exactly into value · 10^scale. Trailing zeros beyond the scale are
 /// fine (`1.50` at scale 1); any other extra digit is an error, never a rounding.
-pub fn parse_decimal(s: &str, scale: u32) -> std::result::Result<i128, String> {
+pub(crate) fn parse_decimal(s: &str, scale: u32) -> std::result::Result<i128, String> {
     let shown = preview(s);
     let bad = || {
         if matches!(s.to_ascii_lowercase().as_str(), "yes" | "no" | "y" | "n") {
@@ -355,7 +355,7 @@ pub fn parse_decimal(s: &str, scale: u32) -> std::result::Result<i128, String> {
 
 /// A `FixedSizeBinary(width)` array over `buf`, one `width`-byte slot per item of `valid`, NULL
 /// where it is false.
-pub fn fixed_size_binary(
+pub(crate) fn fixed_size_binary(
     buf: Vec<u8>,
     width: usize,
     valid: impl IntoIterator<Item = bool>,
@@ -370,7 +370,7 @@ pub fn fixed_size_binary(
 }
 
 /// Decrypted signed integers → an array of the column's plain type.
-pub fn to_plain_array(
+pub(crate) fn to_plain_array(
     values: Vec<Option<Integer>>,
     plain_type: &DataType,
     what: &dyn Fn(usize) -> String,
@@ -445,7 +445,7 @@ pub fn to_plain_array(
 /// Decrypted sums and their row counts → averages: Float64, or Decimal128(p, s′) with the sum at
 /// `scale` divided to s′ ≥ `scale` places, truncated toward zero (as DataFusion's AVG of a
 /// decimal does, so that both give the same digits).
-pub fn average_array(
+pub(crate) fn average_array(
     sums: Vec<Option<Integer>>,
     rows: &[Option<u64>],
     scale: u32,

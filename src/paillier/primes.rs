@@ -58,7 +58,7 @@ fn inv_mod(a: u64, p: u64) -> u64 {
 
 /// A safe prime of exactly `bits` bits whose two top bits are set (so that the product of two
 /// such primes has exactly `2·bits` bits). `bits` ≥ 16.
-pub fn safe_prime(bits: u32) -> Result<Integer> {
+pub(crate) fn safe_prime(bits: u32) -> Result<Integer> {
     assert!(bits >= 16, "safe_prime needs at least 16 bits");
     let primes = small_primes(SIEVE_LIMIT);
     let found = AtomicBool::new(false);

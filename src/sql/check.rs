@@ -21,7 +21,7 @@ use crate::lake::schema::{META_KEY_ID, META_SCALE};
 /// Refuses set operations whose inputs disagree on a column's key id or scale, or mix an
 /// encrypted column with a plaintext one.
 #[derive(Debug, Default)]
-pub struct EncryptedColumnCheck;
+pub(super) struct EncryptedColumnCheck;
 
 impl AnalyzerRule for EncryptedColumnCheck {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {

@@ -11,13 +11,13 @@ use datafusion::logical_expr::{Expr, ExprSchemable};
 
 use crate::paillier::{BadCiphertext, Modulus};
 
-pub use crate::lake::schema::META_MODULUS;
+pub(super) use crate::lake::schema::META_MODULUS;
 use crate::lake::schema::{AggregateKind, EncryptedColumn, META_KEY_ID};
 
 /// The modulus of an encrypted column, as the plan carries it: all an aggregate or a per-row
 /// function needs (the arithmetic itself is `paillier`'s).
 #[derive(Clone, Debug)]
-pub struct CipherKey {
+pub(super) struct CipherKey {
     modulus: Arc<Modulus>,
     /// n as it came in the metadata (base64url), passed on to result fields.
     text: String,
@@ -25,17 +25,17 @@ pub struct CipherKey {
 
 impl CipherKey {
     /// The modulus.
-    pub fn modulus(&self) -> &Modulus {
+    pub(super) fn modulus(&self) -> &Modulus {
         &self.modulus
     }
 
     /// n as field metadata carries it (base64url).
-    pub fn metadata_value(&self) -> &str {
+    pub(super) fn metadata_value(&self) -> &str {
         &self.text
     }
 
     /// Ciphertext bytes W.
-    pub fn width(&self) -> usize {
+    pub(super) fn width(&self) -> usize {
         self.modulus.width()
     }
 
@@ -59,7 +59,7 @@ pub(crate) fn bad_ciphertext(name: &str, why: BadCiphertext) -> DataFusionError 
 
 /// An encrypted input column as an aggregate sees it.
 #[derive(Clone, Debug)]
-pub struct CipherInput {
+pub(super) struct CipherInput {
     /// Column (or expression) name, for errors.
     pub name: String,
     /// Its cipherlake metadata.
@@ -70,17 +70,17 @@ pub struct CipherInput {
 
 impl CipherInput {
     /// Whether values are aggregate values rather than ciphertexts.
-    pub fn is_aggregate(&self) -> bool {
+    pub(super) fn is_aggregate(&self) -> bool {
         self.column.aggregate.is_some()
     }
 
     /// For aggregate values (ciphertext + row count), what they are; None for ciphertexts.
-    pub fn aggregate(&self) -> Option<AggregateKind> {
+    pub(super) fn aggregate(&self) -> Option<AggregateKind> {
         self.column.aggregate
     }
 
     /// Reads an input field: it must be an encrypted column registered with its public key.
-    pub fn from_field(function: &str, field: &Field) -> Result<Self> {
+    pub(super) fn from_field(function: &str, field: &Field) -> Result<Self> {
         let name = field.name();
         let column = match EncryptedColumn::from_field(field) {
             Ok(Some(c)) => c,
@@ -121,7 +121,7 @@ impl CipherInput {
     }
 
     /// The result field of an encrypted aggregate over this input.
-    pub fn result_field(
+    pub(super) fn result_field(
         &self,
         name: &str,
         aggregate: AggregateKind,
@@ -156,7 +156,7 @@ pub(crate) fn is_binary(t: &DataType) -> bool {
 }
 
 /// Plain type of a sum: integers widen to Int64, decimals to Decimal128(38, s), booleans count.
-pub fn sum_plain_type(t: &DataType) -> DataType {
+pub(super) fn sum_plain_type(t: &DataType) -> DataType {
     match t {
         DataType::Decimal128(_, s) => DataType::Decimal128(38, *s),
         _ => DataType::Int64,
@@ -164,13 +164,13 @@ pub fn sum_plain_type(t: &DataType) -> DataType {
 }
 
 /// Whether `expr` evaluates to ciphertexts (its field names a key).
-pub fn is_encrypted(expr: &Expr, schema: &DFSchema) -> bool {
+pub(super) fn is_encrypted(expr: &Expr, schema: &DFSchema) -> bool {
     expr.to_field(schema)
         .is_ok_and(|(_, f)| f.metadata().contains_key(META_KEY_ID))
 }
 
 /// The first encrypted column `expr` uses (its value, not only whether it is NULL).
-pub fn encrypted_column_in(expr: &Expr, schema: &DFSchema) -> Option<String> {
+pub(super) fn encrypted_column_in(expr: &Expr, schema: &DFSchema) -> Option<String> {
     let mut found = None;
     let _ = expr.apply(|e| {
         match e {

@@ -9,18 +9,18 @@
 //!   and the plan check before type coercion, and `CREATE EXTERNAL TABLE … STORED AS PARQUET`.
 //! - [`session`] is both, with Parquet field metadata kept.
 
-pub mod check;
+mod check;
 pub mod display;
-pub mod encrypted;
+mod encrypted;
 pub mod expr_fn;
-pub mod keyring;
-pub mod planner;
+mod keyring;
+mod planner;
 pub mod policy;
-pub mod rewrite;
-pub mod syntax;
+mod rewrite;
+mod syntax;
 pub mod table;
-pub mod udaf;
-pub mod udf;
+mod udaf;
+mod udf;
 
 use std::sync::Arc;
 

@@ -31,7 +31,7 @@ fn is_zero(e: &Expr) -> bool {
 
 /// Plans arithmetic on encrypted columns; see the module documentation.
 #[derive(Debug, Default)]
-pub struct CipherPlanner;
+pub(super) struct CipherPlanner;
 
 impl ExprPlanner for CipherPlanner {
     fn plan_binary_op(

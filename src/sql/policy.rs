@@ -73,32 +73,78 @@ pub enum Refusal {
         column: String,
     },
     /// A comparison operator on a ciphertext (`text` is the expression as written).
-    Compare { text: String, column: String },
+    Compare {
+        /// The expression as written.
+        text: String,
+        /// The encrypted column.
+        column: String,
+    },
     /// A division of a ciphertext.
-    Divide { text: String, column: String },
+    Divide {
+        /// The expression as written.
+        text: String,
+        /// The encrypted column.
+        column: String,
+    },
     /// A product of two ciphertexts.
-    MultiplyCiphertexts { text: String },
+    MultiplyCiphertexts {
+        /// The expression as written.
+        text: String,
+    },
     /// Any other operator on a ciphertext.
-    Operator { text: String, column: String },
+    Operator {
+        /// The expression as written.
+        text: String,
+        /// The encrypted column.
+        column: String,
+    },
     /// `WHERE flag` / `HAVING flag` on an encrypted boolean.
     BarePredicate {
+        /// `WHERE` or `HAVING`.
         clause: &'static str,
+        /// The encrypted column.
         column: String,
     },
     /// `CASE` over a ciphertext.
-    Case { column: String },
+    Case {
+        /// The encrypted column.
+        column: String,
+    },
     /// A function other than the encrypted ones on a ciphertext (`what` names it).
-    Function { what: String, column: String },
+    Function {
+        /// The function.
+        what: String,
+        /// The encrypted column.
+        column: String,
+    },
     /// `MIN`, `MAX` and other aggregates that compare values, or that do not run on ciphertexts.
-    Aggregate { func: String, column: String },
+    Aggregate {
+        /// The aggregate function.
+        func: String,
+        /// The encrypted column.
+        column: String,
+    },
     /// `SUM(DISTINCT x)` and the like.
-    DistinctAggregate { func: String, arg: String },
+    DistinctAggregate {
+        /// The aggregate function.
+        func: String,
+        /// Its argument as written.
+        arg: String,
+    },
     /// A window function over a ciphertext.
-    Window { func: String, column: String },
+    Window {
+        /// The window function.
+        func: String,
+        /// The encrypted column.
+        column: String,
+    },
     /// A `UNION` whose inputs disagree on a column's key or scale.
     UnionMix {
+        /// The column.
         column: String,
+        /// Its key and scale in the first input.
         first: String,
+        /// Its key and scale in the disagreeing input.
         second: String,
     },
 }

@@ -27,7 +27,7 @@ use super::udf::{call, Op};
 
 /// See the module documentation.
 #[derive(Debug, Default)]
-pub struct EncryptedRewrite;
+pub(super) struct EncryptedRewrite;
 
 impl FunctionRewrite for EncryptedRewrite {
     fn name(&self) -> &str {

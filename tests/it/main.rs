@@ -1,5 +1,6 @@
 //! Integration tests, linked into one binary: the real `cipherlake` executable on real files,
 //! known-answer vectors, and the crypto laws as properties.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli_keys;
 mod fingerprint;

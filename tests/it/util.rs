@@ -8,12 +8,12 @@ use rug::Integer;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub struct Dir {
+pub(crate) struct Dir {
     tmp: tempfile::TempDir,
 }
 
 impl Dir {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Dir {
             tmp: tempfile::tempdir().expect("temp dir"),
         }
@@ -21,7 +21,7 @@ impl Dir {
 
     /// Copies the committed key fixture `set` (tests/data/keys/SET: `single`, `other`, `keys`,
     /// `other-t`, `ab`) into the folder `to`.
-    pub fn copy_keys(&self, set: &str, to: &str) {
+    pub(crate) fn copy_keys(&self, set: &str, to: &str) {
         let from = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/keys")
             .join(set);
@@ -34,7 +34,7 @@ impl Dir {
 
     /// A folder holding `keys/` (a 2-of-3 threshold key for parties a, b, c), `single/` and
     /// `other/` (two key pairs), copied from the committed fixtures.
-    pub fn with_keys() -> Self {
+    pub(crate) fn with_keys() -> Self {
         let dir = Dir::new();
         for set in ["keys", "single", "other"] {
             dir.copy_keys(set, set);
@@ -43,13 +43,13 @@ impl Dir {
     }
 
     /// A key file (or any JSON file) of this folder, parsed.
-    pub fn json(&self, rel: &str) -> Value {
+    pub(crate) fn json(&self, rel: &str) -> Value {
         serde_json::from_str(&self.read(rel)).unwrap()
     }
 
     /// Runs `cipherlake partial-decrypt` for `party` of `keys/` on `input`, logging to
     /// `audit-PARTY.log`.
-    pub fn partial(&self, party: &str, input: &str, out: &str, extra: &[&str]) -> Run {
+    pub(crate) fn partial(&self, party: &str, input: &str, out: &str, extra: &[&str]) -> Run {
         let share = format!("keys/share-{party}.json");
         let log = format!("audit-{party}.log");
         let args = [
@@ -70,7 +70,7 @@ impl Dir {
     }
 
     /// Runs `cipherlake combine --key keys/public.json --input INPUT --partials P… EXTRA…`.
-    pub fn combine(&self, input: &str, partials: &[&str], extra: &[&str]) -> Run {
+    pub(crate) fn combine(&self, input: &str, partials: &[&str], extra: &[&str]) -> Run {
         let args = [
             "combine",
             "--key",
@@ -82,15 +82,15 @@ impl Dir {
         self.run(&[&args[..], partials, &["-q"], extra].concat())
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.tmp.path()
     }
 
-    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let p = self.path(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -99,17 +99,17 @@ impl Dir {
         p
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap()
     }
 
     /// Runs `cipherlake encrypt --key KEY --input INPUT --encrypt COLUMNS --output OUTPUT -q`.
-    pub fn encrypt(&self, key: &str, input: &str, columns: &str, output: &str) -> Run {
+    pub(crate) fn encrypt(&self, key: &str, input: &str, columns: &str, output: &str) -> Run {
         self.encrypt_with(key, input, columns, output, &["-q"])
     }
 
     /// Runs `cipherlake encrypt --key KEY --input INPUT --encrypt COLUMNS --output OUTPUT EXTRA…`.
-    pub fn encrypt_with(
+    pub(crate) fn encrypt_with(
         &self,
         key: &str,
         input: &str,
@@ -132,19 +132,19 @@ impl Dir {
     }
 
     /// Runs `cipherlake query --key KEY --table TABLE -c SQL EXTRA…`.
-    pub fn query(&self, key: &str, table: &str, sql: &str, extra: &[&str]) -> Run {
+    pub(crate) fn query(&self, key: &str, table: &str, sql: &str, extra: &[&str]) -> Run {
         let args = ["query", "--key", key, "--table", table, "-c", sql];
         self.run(&[&args[..], extra].concat())
     }
 
     /// Runs `cipherlake decrypt --key KEY --input INPUT EXTRA…`.
-    pub fn decrypt(&self, key: &str, input: &str, extra: &[&str]) -> Run {
+    pub(crate) fn decrypt(&self, key: &str, input: &str, extra: &[&str]) -> Run {
         let args = ["decrypt", "--key", key, "--input", input];
         self.run(&[&args[..], extra].concat())
     }
 
     /// Runs `cipherlake keygen --parties PARTIES --threshold T --out OUT -q`.
-    pub fn keygen_threshold(&self, parties: &str, threshold: &str, out: &str) -> Run {
+    pub(crate) fn keygen_threshold(&self, parties: &str, threshold: &str, out: &str) -> Run {
         self.run(&[
             "keygen",
             "--parties",
@@ -158,13 +158,13 @@ impl Dir {
     }
 
     /// The `key_id` of a key file in this folder.
-    pub fn key_id(&self, rel: &str) -> String {
+    pub(crate) fn key_id(&self, rel: &str) -> String {
         let v: serde_json::Value = serde_json::from_str(&self.read(rel)).unwrap();
         v["key_id"].as_str().unwrap().to_owned()
     }
 
     /// Runs `cipherlake ARGS` in this folder.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_cipherlake"))
             .args(args)
             .current_dir(self.root())
@@ -174,17 +174,17 @@ impl Dir {
     }
 }
 
-pub struct Run(pub Output);
+pub(crate) struct Run(pub Output);
 
 impl Run {
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.0.stdout).into_owned()
     }
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     /// Asserts success and returns stdout.
-    pub fn ok(&self) -> String {
+    pub(crate) fn ok(&self) -> String {
         assert!(
             self.0.status.success(),
             "expected success, got {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -195,7 +195,7 @@ impl Run {
         self.stdout()
     }
     /// Asserts exit code 1 and that stderr contains every needle; returns stderr.
-    pub fn fails_with(&self, needles: &[&str]) -> String {
+    pub(crate) fn fails_with(&self, needles: &[&str]) -> String {
         assert_eq!(
             self.0.status.code(),
             Some(1),
@@ -213,17 +213,17 @@ impl Run {
 }
 
 /// A base64url big-endian integer of a key file.
-pub fn int(v: &Value) -> Integer {
+pub(crate) fn int(v: &Value) -> Integer {
     cipherlake::paillier::wire::b64_decode(v.as_str().expect("a string")).expect("base64url")
 }
 
 /// An integer as a key file writes it.
-pub fn b64(x: &Integer) -> Value {
+pub(crate) fn b64(x: &Integer) -> Value {
     cipherlake::paillier::wire::b64_encode(x).into()
 }
 
 /// The key id of a public key file's JSON, computed from the definition in docs/FORMAT.md.
-pub fn fingerprint(key: &Value) -> String {
+pub(crate) fn fingerprint(key: &Value) -> String {
     let mut h = Sha256::new();
     h.update(b"cipherlake.key_id.v2\0");
     let mut item = |label: &str, bytes: &[u8]| {

@@ -78,7 +78,7 @@ fn write_value(out: &mut [u8], acc: &Sum, rows: u64, width: usize) {
 
 /// The encrypted sum of one group: a product of ciphertexts mod n² and a row count.
 #[derive(Debug)]
-pub struct CipherSumAccumulator {
+pub(crate) struct CipherSumAccumulator {
     input: CipherInput,
     acc: Sum,
     rows: u64,
@@ -86,7 +86,7 @@ pub struct CipherSumAccumulator {
 
 impl CipherSumAccumulator {
     /// A new accumulator over `input`.
-    pub fn new(input: CipherInput) -> Self {
+    pub(crate) fn new(input: CipherInput) -> Self {
         CipherSumAccumulator {
             input,
             acc: Sum::new(),
@@ -145,7 +145,7 @@ impl Accumulator for CipherSumAccumulator {
 
 /// Encrypted sums for many groups at once.
 #[derive(Debug)]
-pub struct CipherSumGroupsAccumulator {
+pub(crate) struct CipherSumGroupsAccumulator {
     input: CipherInput,
     accs: Vec<Sum>,
     rows: Vec<u64>,
@@ -153,7 +153,7 @@ pub struct CipherSumGroupsAccumulator {
 
 impl CipherSumGroupsAccumulator {
     /// A new groups accumulator over `input`.
-    pub fn new(input: CipherInput) -> Self {
+    pub(crate) fn new(input: CipherInput) -> Self {
         CipherSumGroupsAccumulator {
             input,
             accs: Vec::new(),

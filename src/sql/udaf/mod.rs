@@ -18,15 +18,15 @@ use datafusion::logical_expr::{
 mod accumulator;
 mod sql_aggregate;
 
-pub use accumulator::{CipherSumAccumulator, CipherSumGroupsAccumulator};
-pub use sql_aggregate::SqlAggregate;
+pub(super) use accumulator::{CipherSumAccumulator, CipherSumGroupsAccumulator};
+pub(super) use sql_aggregate::SqlAggregate;
 
 use crate::lake::schema::{AggregateKind, MAX_SCALE};
 use crate::sql::encrypted::{sum_plain_type, CipherInput};
 
 /// Which encrypted aggregate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub(super) enum Kind {
     /// `paillier_sum`
     Sum,
     /// `paillier_count`
@@ -37,10 +37,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every encrypted aggregate, in declaration order (`kind as usize` indexes it).
-    pub const ALL: [Kind; 3] = [Kind::Sum, Kind::Count, Kind::Avg];
+    pub(super) const ALL: [Kind; 3] = [Kind::Sum, Kind::Count, Kind::Avg];
 
     /// The SQL name.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Sum => "paillier_sum",
             Kind::Count => "paillier_count",
@@ -49,7 +49,7 @@ impl Kind {
     }
 
     /// What its results hold (of an ordinary input; see `result_field` for the exceptions).
-    pub fn result_kind(self) -> AggregateKind {
+    pub(super) fn result_kind(self) -> AggregateKind {
         match self {
             Kind::Sum => AggregateKind::Sum,
             Kind::Count => AggregateKind::Count,
@@ -60,7 +60,7 @@ impl Kind {
 
 /// The shared instance of each aggregate, for the session and for plans built in code (the
 /// rewrite of `SUM`/`AVG`).
-pub fn udaf(kind: Kind) -> Arc<AggregateUDF> {
+pub(super) fn udaf(kind: Kind) -> Arc<AggregateUDF> {
     static UDAFS: OnceLock<[Arc<AggregateUDF>; 3]> = OnceLock::new();
     let all = UDAFS
         .get_or_init(|| Kind::ALL.map(|k| Arc::new(AggregateUDF::from(CipherAggregate::new(k)))));
@@ -68,7 +68,7 @@ pub fn udaf(kind: Kind) -> Arc<AggregateUDF> {
 }
 
 /// The plain type an average decrypts to.
-pub fn avg_plain_type(t: &DataType) -> DataType {
+pub(super) fn avg_plain_type(t: &DataType) -> DataType {
     match t {
         DataType::Decimal128(_, s) => {
             DataType::Decimal128(38, (*s as u32 + 4).min(MAX_SCALE) as i8)
@@ -79,14 +79,14 @@ pub fn avg_plain_type(t: &DataType) -> DataType {
 
 /// An encrypted aggregate (`paillier_sum`, `paillier_count` or `paillier_avg`).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CipherAggregate {
+pub(super) struct CipherAggregate {
     kind: Kind,
     signature: Signature,
 }
 
 impl CipherAggregate {
     /// The aggregate of this kind.
-    pub fn new(kind: Kind) -> Self {
+    pub(super) fn new(kind: Kind) -> Self {
         CipherAggregate {
             kind,
             // Any type: a non-encrypted argument gets a clear message from `return_field`, not a
@@ -97,7 +97,7 @@ impl CipherAggregate {
 
     /// Reads and checks the input field; `called` is the name the analyst wrote (`SUM` for a
     /// rewritten `SUM(x)`), used in errors.
-    pub fn input(&self, called: &str, fields: &[FieldRef]) -> Result<CipherInput> {
+    pub(super) fn input(&self, called: &str, fields: &[FieldRef]) -> Result<CipherInput> {
         let input = match fields {
             [f] => CipherInput::from_field(called, f)?,
             _ => return plan_err!("{called} takes exactly one encrypted column"),
@@ -131,7 +131,7 @@ impl CipherAggregate {
     }
 
     /// The result field, with errors naming the function as `called`.
-    pub fn result_field(&self, called: &str, fields: &[FieldRef]) -> Result<FieldRef> {
+    pub(super) fn result_field(&self, called: &str, fields: &[FieldRef]) -> Result<FieldRef> {
         let input = self.input(called, fields)?;
         let plain = match self.kind {
             Kind::Sum => sum_plain_type(&input.column.plain_type),

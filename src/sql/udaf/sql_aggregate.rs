@@ -26,7 +26,7 @@ use crate::sql::encrypted::is_binary;
 /// `sum` or `avg` as the session knows them: DataFusion's function, which on an encrypted
 /// argument plans as the encrypted aggregate (see the module documentation).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct SqlAggregate {
+pub(crate) struct SqlAggregate {
     builtin: Arc<AggregateUDF>,
     avg: bool,
     signature: Signature,
@@ -34,12 +34,12 @@ pub struct SqlAggregate {
 
 impl SqlAggregate {
     /// `sum`.
-    pub fn sum() -> Self {
+    pub(crate) fn sum() -> Self {
         Self::new(sum_udaf(), false)
     }
 
     /// `avg`.
-    pub fn avg() -> Self {
+    pub(crate) fn avg() -> Self {
         Self::new(avg_udaf(), true)
     }
 
@@ -61,12 +61,12 @@ impl SqlAggregate {
     }
 
     /// DataFusion's own function.
-    pub fn builtin(&self) -> &Arc<AggregateUDF> {
+    pub(crate) fn builtin(&self) -> &Arc<AggregateUDF> {
         &self.builtin
     }
 
     /// The encrypted aggregate a call on `field` becomes, or None for a plaintext argument.
-    pub fn target(&self, field: &Field) -> Option<Kind> {
+    pub(crate) fn target(&self, field: &Field) -> Option<Kind> {
         if !is_binary(field.data_type()) && !field.metadata().contains_key(META_KEY_ID) {
             return None;
         }

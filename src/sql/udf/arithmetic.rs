@@ -33,7 +33,7 @@ use crate::sql::policy::Refusal;
 
 /// Which per-row function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
+pub(crate) enum Op {
     /// `paillier_add(x, y)`
     Add,
     /// `paillier_neg(x)`
@@ -46,7 +46,7 @@ pub enum Op {
 
 impl Op {
     /// The SQL name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Add => "paillier_add",
             Op::Neg => "paillier_neg",
@@ -63,11 +63,11 @@ impl Op {
     }
 
     /// Every per-row function, in declaration order (`op as usize` indexes it).
-    pub const ALL: [Op; 4] = [Op::Add, Op::Neg, Op::Mul, Op::AddPlain];
+    pub(crate) const ALL: [Op; 4] = [Op::Add, Op::Neg, Op::Mul, Op::AddPlain];
 }
 
 /// The shared instance of each function, for plans built in code (the SQL planner, rewrites).
-pub fn udf(op: Op) -> Arc<ScalarUDF> {
+pub(crate) fn udf(op: Op) -> Arc<ScalarUDF> {
     static UDFS: OnceLock<[Arc<ScalarUDF>; 4]> = OnceLock::new();
     let all =
         UDFS.get_or_init(|| Op::ALL.map(|op| Arc::new(ScalarUDF::from(CipherScalar::new(op)))));
@@ -76,14 +76,14 @@ pub fn udf(op: Op) -> Arc<ScalarUDF> {
 
 /// A per-row function on ciphertexts.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CipherScalar {
+pub(crate) struct CipherScalar {
     op: Op,
     signature: Signature,
 }
 
 impl CipherScalar {
     /// The function `op`.
-    pub fn new(op: Op) -> Self {
+    pub(crate) fn new(op: Op) -> Self {
         CipherScalar {
             op,
             // Any types: arguments are checked (with messages naming them) in
@@ -327,13 +327,13 @@ impl ScalarUDFImpl for CipherScalar {
                     to_invert.push(i);
                     Some(x)
                 }
-                Op::Add => {
-                    let (input, shift) = plan.b.as_ref().expect("planned with b");
-                    match b_bytes.as_ref().and_then(|b| b[i]) {
-                        None => None,
-                        Some(bbytes) => Some(m.add(&x, &m.scale(&load(bbytes, input)?, *shift))),
+                Op::Add => match (&plan.b, b_bytes.as_ref().and_then(|b| b[i])) {
+                    (Some((input, shift)), Some(bbytes)) => {
+                        Some(m.add(&x, &m.scale(&load(bbytes, input)?, *shift)))
                     }
-                }
+                    // A NULL operand (or, never for a planned Add, no second operand): NULL.
+                    _ => None,
+                },
                 Op::Mul => match k_values.as_ref().and_then(|k| k[i].as_ref()) {
                     None => None,
                     Some(k) => {

@@ -6,9 +6,9 @@ mod arithmetic;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::Expr;
 
-pub use arithmetic::{udf, CipherScalar, Op};
+pub(super) use arithmetic::{udf, CipherScalar, Op};
 
 /// A call of a per-row function.
-pub fn call(op: Op, args: Vec<Expr>) -> Expr {
+pub(super) fn call(op: Op, args: Vec<Expr>) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(udf(op), args))
 }
