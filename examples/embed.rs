@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         batch_size: 8192,
         progress: None,
         overwrite: false,
+        signer: None,
     };
     encrypt_path(&public_key, &csv, &lake, &options)?;
 

@@ -136,6 +136,25 @@ pub enum Error {
         row: u64,
     },
 
+    /// A lake file whose signature is missing, unknown to the roster, invalid, or does not match
+    /// the file (names the file; never a key).
+    #[error("{}: {reason}", file.display())]
+    Signature {
+        /// The lake file (or its signature file).
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A roster file that cannot be used: malformed, edited, or not the pinned one.
+    #[error("roster {}: {reason}", path.display())]
+    Roster {
+        /// The roster file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// An Arrow error (reading CSV, building arrays).
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),

@@ -14,6 +14,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{preview, Error, Result};
 use crate::lake::atomic::{FileSet, Privacy};
+pub use crate::paillier::parse_key_id;
 use crate::paillier::threshold::{valid_party_name, Dealt, KeyShare, ThresholdPublic, MAX_PARTIES};
 use crate::paillier::wire::{b64_decode, b64_encode};
 use crate::paillier::{PrivateKey, PublicKey, MAX_BITS, MIN_BITS};
@@ -283,7 +284,7 @@ fn private_from(f: &Fields) -> Result<PrivateKey> {
 
 fn share_from(f: &Fields) -> Result<KeyShare> {
     let key_id = f.str("key_id")?;
-    if !is_key_id(key_id) {
+    if !crate::paillier::is_key_id(key_id) {
         return Err(f.bad("key_id", "is not a key id (64 lowercase hex digits)"));
     }
     let party = f.str("party")?;
@@ -304,24 +305,6 @@ fn share_from(f: &Fields) -> Result<KeyShare> {
         index as usize,
         share,
     ))
-}
-
-fn is_key_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// A key id given to pin a key (on the command line, say): 64 hex digits, any case. Returns it
-/// in lowercase.
-pub fn parse_key_id(s: &str) -> Result<String> {
-    let id = s.trim().to_ascii_lowercase();
-    if is_key_id(&id) {
-        Ok(id)
-    } else {
-        Err(Error::Invalid(format!(
-            "`{}` is not a key id: give the 64 hex digits the key ceremony printed",
-            preview(s)
-        )))
-    }
 }
 
 /// Refuses a key whose id is not the pinned one (when a pin is given).

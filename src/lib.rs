@@ -8,10 +8,12 @@
 //! SIMD arithmetic backend under `paillier/arith`, which will allow it in that module alone.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod digest;
 pub mod error;
 pub mod keyfile;
 pub mod lake;
 pub mod paillier;
+pub mod release;
 pub mod sql;
 #[doc(hidden)]
 pub mod synth;

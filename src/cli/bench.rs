@@ -256,6 +256,7 @@ fn bench_encrypt(rows: usize, global: &Global) -> anyhow::Result<()> {
             batch_size: 8192,
             progress: None,
             overwrite: true,
+            signer: None,
         };
         say(
             global,

@@ -150,6 +150,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                 batch_size: 8192,
                 progress: None,
                 overwrite: true,
+                signer: None,
             };
             encrypt_path(
                 pk,

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use cipherlake::lake::encrypt::input_bytes;
 use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec};
+use cipherlake::release::OwnerKey;
 
 use super::{progress, Global};
 
@@ -30,6 +31,10 @@ pub(crate) struct Args {
     /// Overwrite an existing output.
     #[arg(long)]
     force: bool,
+    /// The data owner's signing key (OWNER.signing.json): each output file is signed beside it
+    /// (FILE.parquet.sig.json), so that hospitals can tell the owner's rows from anyone else's.
+    #[arg(long, value_name = "FILE")]
+    sign: Option<PathBuf>,
     /// Rows per batch.
     #[arg(long, default_value_t = 8192, value_name = "ROWS")]
     batch_size: usize,
@@ -39,6 +44,12 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let columns = parse_columns(&args.encrypt)?;
     let pk = super::load_public(&args.key, args.key_id.as_deref())?;
+    let signer = args
+        .sign
+        .as_deref()
+        .map(OwnerKey::load)
+        .transpose()?
+        .map(Arc::new);
     let total = input_bytes(&args.input)?;
     let pb = progress::bytes_bar(total, "encrypting", global.quiet);
     let pb2 = pb.clone();
@@ -47,6 +58,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         progress: Some(Arc::new(move |n| pb2.inc(n))),
         overwrite: args.force,
+        signer,
     };
     let started = Instant::now();
     let result = encrypt_path(&pk, &args.input, &args.output, &opts);

@@ -19,6 +19,7 @@ mod demo;
 mod encrypt;
 mod inspect;
 mod keygen;
+mod owners;
 mod partial;
 mod progress;
 mod query;
@@ -57,6 +58,12 @@ enum Command {
     Combine(combine::Args),
     /// Describe a key file or a Parquet file (rows, encrypted columns, key ids).
     Inspect(inspect::Args),
+    /// Make a data owner's signing key (OWNER.signing.json, mode 0600, and OWNER.owner.json).
+    OwnerKey(owners::OwnerKeyArgs),
+    /// Make the consortium roster (owners' signing keys + the Paillier key) and print its id.
+    Roster(owners::RosterArgs),
+    /// Check that lake files are signed by owners on the roster and unchanged since.
+    Verify(owners::VerifyArgs),
 }
 
 /// Options every verb sees.
@@ -130,6 +137,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Combine(args) => combine::run(args, &global),
         Command::Inspect(args) => inspect::run(args, &global),
         Command::Bench(args) => bench::run(args, &global),
+        Command::OwnerKey(args) => owners::owner_key(args, &global),
+        Command::Roster(args) => owners::roster(args, &global),
+        Command::Verify(args) => owners::verify(args, &global),
     }
 }
 

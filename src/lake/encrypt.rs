@@ -4,7 +4,7 @@
 //! place only when everything succeeded.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +23,8 @@ use super::schema::EncryptedColumn;
 use super::values::{fixed_size_binary, ColumnPlan};
 use crate::error::{shorten, Error, Result};
 use crate::paillier::PublicKey;
+use crate::release::signature::{self, partition_path, sidecar, FileSignature, HashingWriter};
+use crate::release::OwnerKey;
 
 /// One `--encrypt` entry: a column and an optional decimal scale.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +55,9 @@ pub struct EncryptOptions {
     pub progress: Option<Progress>,
     /// Replace an existing output.
     pub overwrite: bool,
+    /// The data owner's signing key: each output file gets a signature file beside it
+    /// (`FILE.parquet.sig.json`, see `release::signature`).
+    pub signer: Option<Arc<OwnerKey>>,
 }
 
 /// What an encryption run did.
@@ -81,6 +86,12 @@ pub fn encrypt_path(
         .iter()
         .map(|f| f.relative.with_extension("parquet"))
         .collect();
+    if opts.signer.is_some() && !folder && is_device(output) {
+        return Err(Error::Invalid(format!(
+            "{}: a signed output must be a file (its signature goes beside it)",
+            output.display()
+        )));
+    }
     let out = if folder {
         if let Some((a, b)) = first_clash(&inputs, &writes) {
             return Err(Error::Data(format!(
@@ -90,7 +101,11 @@ pub fn encrypt_path(
                 b.relative.with_extension("parquet").display()
             )));
         }
-        Output::dir(output, opts.overwrite, Privacy::Shared, &writes)?
+        let mut expected = writes.clone();
+        if opts.signer.is_some() {
+            expected.extend(writes.iter().map(|w| sidecar(w)));
+        }
+        Output::dir(output, opts.overwrite, Privacy::Shared, &expected)?
     } else {
         let parquet = matches!(
             OutputFormat::for_output(Some(output), None),
@@ -105,18 +120,52 @@ pub fn encrypt_path(
         Output::file(output, opts.overwrite, Privacy::Shared)?
     };
     let mut stats = EncryptStats::default();
+    let mut single_signature = None;
     for (file, rel) in inputs.iter().zip(&writes) {
         let dst = if folder {
             out.file_for(rel)?
         } else {
             out.writer()?
         };
-        let (rows, values) = encrypt_file(pk, file, csv_schema.as_ref(), dst, opts)?;
+        let (rows, values, size, sha) = encrypt_file(pk, file, csv_schema.as_ref(), dst, opts)?;
         stats.files += 1;
         stats.rows += rows;
         stats.values += values;
+        if let Some(key) = &opts.signer {
+            let at = if folder {
+                output.join(rel)
+            } else {
+                output.to_owned()
+            };
+            let sig = FileSignature::sign(
+                key,
+                pk.key_id(),
+                &partition_path(&at),
+                size,
+                &sha,
+                signature::now(),
+            );
+            let json = sig.to_json()?;
+            if folder {
+                let path = sidecar(rel);
+                out.file_for(&path)?
+                    .write_all(json.as_bytes())
+                    .map_err(|e| Error::io(output.join(&path), e))?;
+            } else {
+                single_signature = Some(json);
+            }
+        }
     }
     out.commit()?;
+    // A single file's signature is written after the file: a run stopped in between leaves a
+    // file without a valid signature, which verification refuses, never a signed partial file.
+    if let Some(json) = single_signature {
+        let side = Output::file(&sidecar(output), true, Privacy::Shared)?;
+        side.writer()?
+            .write_all(json.as_bytes())
+            .map_err(|e| Error::io(sidecar(output), e))?;
+        side.commit()?;
+    }
     Ok(stats)
 }
 
@@ -283,7 +332,7 @@ fn encrypt_file(
     csv_schema: Option<&Schema>,
     dst: File,
     opts: &EncryptOptions,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, u64, [u8; 32])> {
     let name = src.path.display().to_string();
     let (batches, plans) = open(&src.path, src.kind, csv_schema, opts)?;
     let in_schema = batches.schema();
@@ -308,7 +357,8 @@ fn encrypt_file(
     ));
     let encrypted: Vec<&str> = plans.iter().map(|(_, p)| p.name.as_str()).collect();
     let props = parquet_props(&out_schema, &encrypted, width);
-    let mut writer = ArrowWriter::try_new(dst, out_schema.clone(), Some(props))?;
+    let mut writer =
+        ArrowWriter::try_new(HashingWriter::new(dst), out_schema.clone(), Some(props))?;
     let (mut rows, mut values) = (0u64, 0u64);
     for batch in batches {
         let batch = batch.map_err(|e| Error::Data(shorten(format!("{name}: {e}"))))?;
@@ -321,8 +371,9 @@ fn encrypt_file(
         rows += batch.num_rows() as u64;
         writer.write(&RecordBatch::try_new(out_schema.clone(), columns)?)?;
     }
-    writer.close()?;
-    Ok((rows, values))
+    // Writes the footer, then hands back the hashing writer.
+    let (size, sha) = writer.into_inner()?.finish();
+    Ok((rows, values, size, sha))
 }
 
 /// Encrypts signed values in parallel into a `FixedSizeBinary` array; `None` stays NULL.

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use rug::{Assign, Complete, Integer};
-use sha2::{Digest, Sha256};
 
 use super::ciphertext::Ciphertext;
 use super::fixed_base::FixedBaseTable;
@@ -13,6 +12,7 @@ use super::modulus::Modulus;
 use super::ops::Plaintext;
 use super::threshold::ThresholdPublic;
 use super::{encoding, primes, randomness};
+use crate::digest::Labelled;
 use crate::error::{Error, Result};
 
 /// The smallest modulus accepted on any user path.
@@ -23,7 +23,7 @@ pub const MAX_BITS: u32 = 8192;
 pub const OFFERED_BITS: [u32; 3] = [2048, 3072, 4096];
 
 /// Domain tag of the key id (the fingerprint of every public parameter, docs/FORMAT.md).
-const KEY_ID_DOMAIN: &[u8] = b"cipherlake.key_id.v2\0";
+const KEY_ID_DOMAIN: &str = "cipherlake.key_id.v2";
 
 /// A Paillier public key: n, optionally the DJN base hs = h^n mod n², and for a threshold key
 /// the parties and verification keys. Its key id fingerprints all of them.
@@ -76,33 +76,42 @@ pub(crate) fn fingerprint(
     hs: Option<&Integer>,
     th: Option<&ThresholdPublic>,
 ) -> String {
-    let mut h = Sha256::new();
-    h.update(KEY_ID_DOMAIN);
-    let mut item = |label: &str, bytes: &[u8]| {
-        h.update(label.as_bytes());
-        h.update([0u8]);
-        h.update((bytes.len() as u32).to_be_bytes());
-        h.update(bytes);
-    };
-    item("n", &be_bytes(n));
+    let mut h = Labelled::new(KEY_ID_DOMAIN);
+    h.item("n", &be_bytes(n));
     if let Some(hs) = hs {
-        item("hs", &be_bytes(hs));
+        h.item("hs", &be_bytes(hs));
     }
     if let Some(th) = th {
-        item("threshold.needed", &(th.needed as u64).to_be_bytes());
-        item(
-            "threshold.parties",
-            &(th.parties.len() as u64).to_be_bytes(),
-        );
+        h.u64("threshold.needed", th.needed as u64);
+        h.u64("threshold.parties", th.parties.len() as u64);
         for p in &th.parties {
-            item("threshold.party", p.as_bytes());
+            h.item("threshold.party", p.as_bytes());
         }
-        item("threshold.v", &be_bytes(&th.v));
+        h.item("threshold.v", &be_bytes(&th.v));
         for v in &th.verification_keys {
-            item("threshold.verification_key", &be_bytes(v));
+            h.item("threshold.verification_key", &be_bytes(v));
         }
     }
-    hex::encode(h.finalize())
+    h.hex()
+}
+
+/// Whether `s` is a key id as files hold it: 64 lowercase hex digits.
+pub fn is_key_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A key id given to pin a key (on the command line, say): 64 hex digits, any case. Returns it
+/// in lowercase.
+pub fn parse_key_id(s: &str) -> Result<String> {
+    let id = s.trim().to_ascii_lowercase();
+    if is_key_id(&id) {
+        Ok(id)
+    } else {
+        Err(Error::Invalid(format!(
+            "`{}` is not a key id: give the 64 hex digits the key ceremony printed",
+            crate::error::preview(s)
+        )))
+    }
 }
 
 /// Checks that needs no secret that n can be a Paillier modulus: odd, not a perfect square, not

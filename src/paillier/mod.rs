@@ -17,7 +17,7 @@ pub mod threshold;
 pub mod wire;
 
 pub use ciphertext::Ciphertext;
-pub use keys::{PrivateKey, PublicKey, MAX_BITS, MIN_BITS, OFFERED_BITS};
+pub use keys::{is_key_id, parse_key_id, PrivateKey, PublicKey, MAX_BITS, MIN_BITS, OFFERED_BITS};
 pub use modulus::Modulus;
 pub use ops::{BadCiphertext, Plaintext, Sum, NOT_INVERTIBLE};
 pub use primes::is_safe_prime;
