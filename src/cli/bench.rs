@@ -359,11 +359,18 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
         &format!("{cells}-cell result: two parties partially decrypt, then combine…"),
     );
     let t = Instant::now();
-    let pa = partial_decrypt_result(pk, &d.shares[0], &result, 11, None)?;
-    let pb = partial_decrypt_result(pk, &d.shares[2], &result, 11, None)?;
+    let pa = partial_decrypt_result(pk, &d.shares[0], &result, 11, None, None)?;
+    let pb = partial_decrypt_result(pk, &d.shares[2], &result, 11, None, None)?;
     let partial_secs = t.elapsed().as_secs_f64() / 2.0;
     let t = Instant::now();
-    let combined = combine_result(pk, &result, &[("a".into(), pa), ("c".into(), pb)], 11, None)?;
+    let combined = combine_result(
+        pk,
+        &result,
+        &[("a".into(), pa), ("c".into(), pb)],
+        11,
+        None,
+        None,
+    )?;
     let combine_secs = t.elapsed().as_secs_f64();
     let first = combined.batches[0]
         .column(0)

@@ -36,6 +36,9 @@ pub(crate) struct Args {
     /// Suppress decrypted counts from 1 to N−1 (the parties' own minimum applies too).
     #[arg(long, default_value_t = 11, value_name = "N")]
     min_rows: u64,
+    /// The decryption request the parties re-verified: every partial must be for it.
+    #[arg(long, value_name = "FILE")]
+    request: Option<PathBuf>,
     /// Overwrite an existing output.
     #[arg(long)]
     force: bool,
@@ -53,7 +56,20 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     )?;
     let name = args.input.display().to_string();
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
+    let size = bytes.len() as u64;
     let result = ResultFile::read(&name, Bytes::from(bytes))?;
+    let request = args
+        .request
+        .as_deref()
+        .map(cipherlake::release::Request::load)
+        .transpose()?;
+    if let Some(r) = &request {
+        anyhow::ensure!(
+            r.result.sha256 == result.sha256() && r.result.size == size,
+            "request {} is for another result file than {name}",
+            r.request_id
+        );
+    }
     let mut partials = Vec::new();
     for p in &args.partials {
         let text =
@@ -69,6 +85,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         &result,
         &partials,
         args.min_rows,
+        request.as_ref().map(|r| r.request_id.as_str()),
         Some(Arc::new(move |n| pb2.inc(n))),
     );
     pb.finish_and_clear();

@@ -198,7 +198,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             for share in deciders {
                 ps.push((
                     share.party().to_owned(),
-                    partial_decrypt_result(pk, share, &result, args.min_rows, None)?,
+                    partial_decrypt_result(pk, share, &result, args.min_rows, None, None)?,
                 ));
             }
             partials.push((result, ps));
@@ -208,7 +208,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut plain_results = Vec::new();
     stages.time("combine (verify proofs, decrypt)", || {
         for (result, ps) in &partials {
-            plain_results.push(combine_result(pk, result, ps, args.min_rows, None)?);
+            plain_results.push(combine_result(pk, result, ps, args.min_rows, None, None)?);
         }
         Ok(())
     })?;

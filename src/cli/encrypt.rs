@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cipherlake::lake::encrypt::input_bytes;
+use cipherlake::lake::signed::FileSigner;
 use cipherlake::lake::{encrypt_path, EncryptOptions, EncryptSpec};
+use cipherlake::release::signature::Signer;
 use cipherlake::release::OwnerKey;
 
 use super::{progress, Global};
@@ -44,12 +46,12 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let columns = parse_columns(&args.encrypt)?;
     let pk = super::load_public(&args.key, args.key_id.as_deref())?;
-    let signer = args
-        .sign
-        .as_deref()
-        .map(OwnerKey::load)
-        .transpose()?
-        .map(Arc::new);
+    let signer = match &args.sign {
+        Some(path) => {
+            Some(Arc::new(Signer::new(OwnerKey::load(path)?, pk.key_id())) as Arc<dyn FileSigner>)
+        }
+        None => None,
+    };
     let total = input_bytes(&args.input)?;
     let pb = progress::bytes_bar(total, "encrypting", global.quiet);
     let pb2 = pb.clone();

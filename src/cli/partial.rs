@@ -10,6 +10,8 @@ use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::{Output, Privacy};
 use cipherlake::lake::threshold::{partial_decrypt_result, PartialFile, ResultFile};
+use cipherlake::release::{verify, Request, Roster};
+use cipherlake::sql::KeyRing;
 use serde_json::json;
 
 use super::{progress, Global};
@@ -34,6 +36,16 @@ pub(crate) struct Args {
     /// Refuse any aggregate over fewer contributing rows (and any individual value).
     #[arg(long, default_value_t = 11, value_name = "N")]
     min_rows: u64,
+    /// The decryption request (from `query --request`): the party re-verifies it (signatures,
+    /// the files read, its own run of the SQL, bit for bit) before it decrypts anything.
+    #[arg(long, value_name = "FILE", requires = "roster")]
+    request: Option<PathBuf>,
+    /// The roster the lake files must be signed under (with --request).
+    #[arg(long, value_name = "FILE")]
+    roster: Option<PathBuf>,
+    /// The roster id the consortium agreed: any other roster is refused.
+    #[arg(long, value_name = "HEX")]
+    roster_id: Option<String>,
     /// Audit log to append to (default: audit.log beside the share file).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
@@ -65,7 +77,15 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let out = Output::file(&args.output, args.force, Privacy::Shared)?;
     let name = args.input.display().to_string();
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
+    let size = bytes.len() as u64;
     let result = ResultFile::read(&name, Bytes::from(bytes))?;
+    let (result, request_id) = match &args.request {
+        None => (result, None),
+        Some(path) => {
+            let (result, id) = reverify(&args, path, &pk, result, size, global)?;
+            (result, Some(id))
+        }
+    };
     let pb = progress::count_bar("partial decryption", global.quiet);
     let pb2 = pb.clone();
     let outcome = match partial_decrypt_result(
@@ -73,6 +93,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         &share,
         &result,
         args.min_rows,
+        request_id.as_deref(),
         Some(Arc::new(move |n| pb2.inc(n))),
     ) {
         Err(e) => Err(("refused", anyhow::Error::from(e))),
@@ -93,6 +114,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         "result": name,
         "result_sha256": result.sha256(),
         "min_rows": args.min_rows,
+        "request_id": request_id,
         "output": args.output.display().to_string(),
         "outcome": decision,
     });
@@ -110,6 +132,51 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Re-verifies the request for `result` (see `release::verify`); returns the result under this
+/// party's own schema and the request id.
+fn reverify(
+    args: &Args,
+    path: &Path,
+    pk: &cipherlake::paillier::PublicKey,
+    result: ResultFile,
+    size: u64,
+    global: &Global,
+) -> anyhow::Result<(ResultFile, String)> {
+    let roster_path = args.roster.as_deref().context("--request needs --roster")?;
+    let roster = Roster::load(roster_path, args.roster_id.as_deref())?;
+    let request = Request::load(path)?;
+    let mut keys = KeyRing::new();
+    keys.add(pk.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the query runtime")?;
+    let started = std::time::Instant::now();
+    let checked = runtime.block_on(verify::reverify(
+        &request,
+        &roster,
+        &keys,
+        result.sha256(),
+        size,
+        result.batches(),
+    ))?;
+    if !global.quiet {
+        let owners: Vec<String> = checked
+            .owners
+            .iter()
+            .map(|(o, n)| format!("{o} ({n})"))
+            .collect();
+        eprintln!(
+            "request {}: {} signed file(s) from {}; re-run in {:.2} s equals the result bit for bit",
+            request.request_id,
+            checked.files,
+            owners.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok((result.with_batches(checked.batches), request.request_id))
 }
 
 fn write_partial(out: Output, partial: &PartialFile) -> anyhow::Result<()> {

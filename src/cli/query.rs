@@ -5,16 +5,21 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use cipherlake::keyfile;
+use cipherlake::lake::atomic::Output;
 use cipherlake::lake::atomic::Privacy;
 use cipherlake::lake::output::{BatchWriter, Format};
+use cipherlake::release::verify::make_request;
+use cipherlake::release::Roster;
 use cipherlake::sql::display::{render, text_schema, CipherText};
 use cipherlake::sql::{self, KeyRing};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use futures::StreamExt;
+use std::io::Write;
 
 use super::Global;
 
@@ -50,12 +55,25 @@ pub(crate) struct Args {
     /// Overwrite an existing output file.
     #[arg(long)]
     force: bool,
+    /// Also write a decryption request for the result (needs a Parquet --output and --roster):
+    /// the SQL, the tables, every signed lake file read, the result's hash, bound by an id.
+    #[arg(long, value_name = "FILE", requires = "roster")]
+    request: Option<PathBuf>,
+    /// The roster the lake files are signed under (with --request).
+    #[arg(long, value_name = "FILE")]
+    roster: Option<PathBuf>,
+    /// The roster id the consortium agreed (with --request).
+    #[arg(long, value_name = "HEX")]
+    roster_id: Option<String>,
+    /// Who asks for the decryption (with --request): a name the hospitals know.
+    #[arg(long, value_name = "NAME", default_value = "analyst")]
+    requester: String,
     /// DataFusion partitions (default: one per core).
     #[arg(long, value_name = "N")]
     partitions: Option<usize>,
 }
 
-pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let keys = key_ring(&args.keys, &args.key_ids)?;
     let tables = args
         .tables
@@ -69,6 +87,16 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give SQL with -c or -f"),
     };
+    let roster = match &args.roster {
+        Some(p) => Some(Roster::load(p, args.roster_id.as_deref())?),
+        None => None,
+    };
+    if args.request.is_some() {
+        anyhow::ensure!(
+            args.output != "-" && args.format.as_deref().is_none_or(|f| f == "parquet"),
+            "--request needs the result as a Parquet file (--output result.parquet): hospitals decrypt that file"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,6 +121,11 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
         }
         let statements = DFParser::parse_sql(&sql_text).context("SQL syntax error")?;
         anyhow::ensure!(!statements.is_empty(), "no SQL statement given");
+        anyhow::ensure!(
+            args.request.is_none() || statements.len() == 1,
+            "a decryption request holds one query over --table tables ({} statements given)",
+            statements.len()
+        );
         let last = statements.len() - 1;
         for (i, statement) in statements.into_iter().enumerate() {
             let df = sql::plan_statement(&ctx, statement).await.map_err(|e| {
@@ -120,7 +153,8 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
                 args.force,
                 Privacy::Shared,
             )?;
-            let mut stream = df.execute_stream().await?;
+            let plan = df.create_physical_plan().await?;
+            let mut stream = execute_stream(plan.clone(), ctx.task_ctx())?;
             let schema = stream.schema();
             let mode = match format {
                 Format::Table | Format::Csv => Some(CipherText::Tag),
@@ -144,6 +178,27 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
                 }
             }
             writer.finish()?;
+            if let (Some(path), Some(roster)) = (&args.request, &roster) {
+                let request = make_request(
+                    &sql_text,
+                    &tables,
+                    &plan,
+                    roster,
+                    &args.requester,
+                    std::path::Path::new(&args.output),
+                )?;
+                let out = Output::file(path, args.force, Privacy::Shared)?;
+                out.writer()?.write_all(request.to_json()?.as_bytes())?;
+                out.commit()?;
+                if !global.quiet {
+                    eprintln!(
+                        "request {} → {}: {} signed file(s) read; hospitals re-verify it with partial-decrypt --request",
+                        request.request_id,
+                        path.display(),
+                        request.files.len()
+                    );
+                }
+            }
         }
         Ok(())
     })

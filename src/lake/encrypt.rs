@@ -20,11 +20,10 @@ use super::atomic::{is_device, Output, Privacy};
 use super::io::{list_inputs, parquet_props, InputFile, InputKind, Progress};
 use super::output::Format as OutputFormat;
 use super::schema::EncryptedColumn;
+use super::signed::{sidecar, FileSigner, HashingWriter};
 use super::values::{fixed_size_binary, ColumnPlan};
 use crate::error::{shorten, Error, Result};
 use crate::paillier::PublicKey;
-use crate::release::signature::{self, partition_path, sidecar, FileSignature, HashingWriter};
-use crate::release::OwnerKey;
 
 /// One `--encrypt` entry: a column and an optional decimal scale.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,9 +54,9 @@ pub struct EncryptOptions {
     pub progress: Option<Progress>,
     /// Replace an existing output.
     pub overwrite: bool,
-    /// The data owner's signing key: each output file gets a signature file beside it
-    /// (`FILE.parquet.sig.json`, see `release::signature`).
-    pub signer: Option<Arc<OwnerKey>>,
+    /// Signs each output file (the data owner's key): the signature goes beside the file
+    /// (`FILE.parquet.sig.json`, see `lake::signed`).
+    pub signer: Option<Arc<dyn FileSigner>>,
 }
 
 /// What an encryption run did.
@@ -131,21 +130,13 @@ pub fn encrypt_path(
         stats.files += 1;
         stats.rows += rows;
         stats.values += values;
-        if let Some(key) = &opts.signer {
+        if let Some(signer) = &opts.signer {
             let at = if folder {
                 output.join(rel)
             } else {
                 output.to_owned()
             };
-            let sig = FileSignature::sign(
-                key,
-                pk.key_id(),
-                &partition_path(&at),
-                size,
-                &sha,
-                signature::now(),
-            );
-            let json = sig.to_json()?;
+            let json = signer.sign_file(&at, size, &sha)?;
             if folder {
                 let path = sidecar(rel);
                 out.file_for(&path)?

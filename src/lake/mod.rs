@@ -7,6 +7,7 @@ pub mod encrypt;
 pub mod io;
 pub mod output;
 pub mod schema;
+pub mod signed;
 pub mod threshold;
 pub(crate) mod values;
 

@@ -19,7 +19,7 @@ use super::io::Progress;
 use super::schema::{AggregateValue, EncryptedColumn};
 use crate::error::{join_limited, Error, Result};
 use crate::paillier::threshold::{
-    combine, params, partial_decrypt, verify_partial, KeyShare, Partial, ThresholdPublic,
+    combine, params, partial_decrypt, verify_partial, KeyShare, Partial,
 };
 use crate::paillier::wire::b64_int;
 use crate::paillier::{Ciphertext, PublicKey};
@@ -32,7 +32,7 @@ pub const PARTIAL_KIND: &str = "cipherlake.partial_decryption";
 pub struct PartialFile {
     /// Always [`PARTIAL_KIND`].
     pub kind: String,
-    /// Format version (1).
+    /// Format version (2: the proofs bind the request and the minimum too).
     pub version: u32,
     /// The key id of the threshold key.
     pub key_id: String,
@@ -42,8 +42,12 @@ pub struct PartialFile {
     pub index: usize,
     /// Lowercase hex SHA-256 of the result file these partials are for.
     pub result_sha256: String,
-    /// The minimum contributing rows the party required.
+    /// The minimum contributing rows the party required (bound into every proof).
     pub min_rows: u64,
+    /// The id of the decryption request the party re-verified, if it was given one (bound into
+    /// every proof, so that a partial cannot be replayed onto another request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// One entry per encrypted, non-NULL cell.
     pub cells: Vec<PartialCell>,
 }
@@ -100,6 +104,17 @@ impl ResultFile {
     /// Lowercase hex SHA-256 of the file.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The batches as read.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// The same file with its batches replaced by `batches` (the same rows, under a schema a
+    /// party derived itself).
+    pub fn with_batches(self, batches: Vec<RecordBatch>) -> Self {
+        ResultFile { batches, ..self }
     }
 
     fn cells(&self, pk: &PublicKey) -> Result<Vec<Cell>> {
@@ -173,10 +188,24 @@ impl ResultFile {
     }
 }
 
-/// What ties a proof to one cell of one result.
-fn binding(result_sha256: &str, column: &str, row: u64) -> Vec<u8> {
+/// The partial decryption format this build writes and reads.
+pub const PARTIAL_VERSION: u32 = 2;
+
+/// What ties a proof to one cell of one result, one request and one party's minimum:
+/// `result SHA-256 (hex) ‖ 0 ‖ request id (hex, or nothing) ‖ 0 ‖ min_rows (8 bytes) ‖ column ‖
+/// 0 ‖ row (8 bytes)`.
+fn binding(
+    result_sha256: &str,
+    request_id: Option<&str>,
+    min_rows: u64,
+    column: &str,
+    row: u64,
+) -> Vec<u8> {
     let mut b = result_sha256.as_bytes().to_vec();
     b.push(0);
+    b.extend_from_slice(request_id.unwrap_or("").as_bytes());
+    b.push(0);
+    b.extend_from_slice(&min_rows.to_be_bytes());
     b.extend_from_slice(column.as_bytes());
     b.push(0);
     b.extend_from_slice(&row.to_be_bytes());
@@ -211,6 +240,7 @@ pub fn partial_decrypt_result(
     share: &KeyShare,
     result: &ResultFile,
     min_rows: u64,
+    request_id: Option<&str>,
     progress: Option<Progress>,
 ) -> Result<PartialFile> {
     share.check_against(pk)?;
@@ -230,7 +260,7 @@ pub fn partial_decrypt_result(
                 pk,
                 share,
                 &c.ciphertext,
-                &binding(&result.sha256, &c.column, c.row),
+                &binding(&result.sha256, request_id, min_rows, &c.column, c.row),
             )?;
             if let Some(cb) = &progress {
                 cb(1);
@@ -246,12 +276,13 @@ pub fn partial_decrypt_result(
         .collect::<Result<Vec<_>>>()?;
     Ok(PartialFile {
         kind: PARTIAL_KIND.into(),
-        version: 1,
+        version: PARTIAL_VERSION,
         key_id: pk.key_id().into(),
         party: share.party().into(),
         index: share.index(),
         result_sha256: result.sha256.clone(),
         min_rows,
+        request_id: request_id.map(str::to_owned),
         cells: out,
     })
 }
@@ -263,6 +294,7 @@ type CellKey = (String, u64);
 struct VerifiedParty {
     index: usize,
     party: String,
+    min_rows: u64,
     values: BTreeMap<CellKey, Integer>,
 }
 
@@ -284,16 +316,33 @@ pub struct Combined {
 /// Checks one party's partial file against the result and verifies every proof in it.
 fn verify_party(
     pk: &PublicKey,
-    th: &ThresholdPublic,
     result: &ResultFile,
     cells: &[Cell],
     file: &str,
     p: &PartialFile,
+    request: Option<&str>,
     progress: Option<&Progress>,
 ) -> Result<VerifiedParty> {
+    let th = params(pk)?;
     let who = format!("{file} (party {})", p.party);
     if p.kind != PARTIAL_KIND {
         return Err(Error::Data(format!("{who}: not a partial decryption file")));
+    }
+    if p.version != PARTIAL_VERSION {
+        return Err(Error::Data(format!(
+            "{who}: partial decryption format version {} is not supported (this build reads {PARTIAL_VERSION}, whose proofs bind the request and the minimum): partially decrypt again",
+            p.version
+        )));
+    }
+    if let Some(want) = request {
+        if p.request_id.as_deref() != Some(want) {
+            return Err(Error::Data(format!(
+                "{who} was made for {}, not for request {want}",
+                p.request_id
+                    .as_deref()
+                    .map_or("no request".to_owned(), |r| format!("request {r}"))
+            )));
+        }
     }
     if p.key_id != pk.key_id() {
         return Err(Error::KeyMismatch {
@@ -333,7 +382,13 @@ fn verify_party(
                 p.index,
                 &cell.ciphertext,
                 &partial,
-                &binding(&result.sha256, &cell.column, cell.row),
+                &binding(
+                    &result.sha256,
+                    p.request_id.as_deref(),
+                    p.min_rows,
+                    &cell.column,
+                    cell.row,
+                ),
             ) {
                 return Err(Error::ProofRejected {
                     who: who.clone(),
@@ -350,6 +405,7 @@ fn verify_party(
     Ok(VerifiedParty {
         index: p.index,
         party: p.party.clone(),
+        min_rows: p.min_rows,
         values,
     })
 }
@@ -363,6 +419,7 @@ pub fn combine_result(
     result: &ResultFile,
     partials: &[(String, PartialFile)],
     min_rows: u64,
+    request: Option<&str>,
     progress: Option<Progress>,
 ) -> Result<Combined> {
     let th = params(pk)?;
@@ -379,7 +436,7 @@ pub fn combine_result(
                 .push(format!("{file}: party {} is given twice", p.party));
             continue;
         }
-        match verify_party(pk, th, result, &cells, file, p, progress.as_ref()) {
+        match verify_party(pk, result, &cells, file, p, request, progress.as_ref()) {
             Ok(v) => verified.push(v),
             Err(e) => out.rejected.push(e.to_string()),
         }
@@ -402,7 +459,8 @@ pub fn combine_result(
         return Err(Error::Data(msg));
     }
     verified.sort_by_key(|v| v.index);
-    let min_rows = min_rows.max(partials.iter().map(|p| p.1.min_rows).max().unwrap_or(0));
+    // The strictest minimum of the parties whose proofs were used (each bound into its proofs).
+    let min_rows = min_rows.max(verified.iter().map(|v| v.min_rows).max().unwrap_or(0));
 
     // The plaintext of every cell.
     let plain: BTreeMap<(String, u64), Integer> = cells

@@ -11,10 +11,13 @@
 //! docs/FORMAT.md specifies every file; docs/SECURITY.md says what each check stops.
 
 pub mod owner;
+pub mod request;
 pub mod roster;
 pub mod signature;
+pub mod verify;
 
 pub use owner::{OwnerKey, OwnerPublic};
+pub use request::Request;
 pub use roster::Roster;
 pub use signature::{FileSignature, SignedFile};
 

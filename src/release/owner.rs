@@ -230,10 +230,15 @@ fn check_header(path: &Path, kind: &str, version: u32, want: &str) -> Result<()>
 
 /// A small JSON file (a key, a roster, a signature) read whole, refusing anything large.
 pub(crate) fn read_small(path: &Path) -> Result<Zeroizing<String>> {
+    read_small_limit(path, MAX_FILE_BYTES)
+}
+
+/// A JSON file of at most `limit` bytes, read whole (and wiped when dropped).
+pub(crate) fn read_small_limit(path: &Path, limit: u64) -> Result<Zeroizing<String>> {
     let size = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
-    if size > MAX_FILE_BYTES {
+    if size > limit {
         return Err(Error::key_file(path, format!("{size} bytes is too large")));
     }
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);

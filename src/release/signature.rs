@@ -4,25 +4,22 @@
 //! file moved to another hospital's folder no longer verifies), its owner, the Paillier key id
 //! and the time of signing.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::owner::{read_small, to_json, OwnerKey};
 use super::roster::Roster;
 use super::{b64, b64_fixed};
 use crate::digest::Labelled;
 use crate::error::{Error, Result};
+use crate::lake::signed::{hash_file, partition_path, sidecar, FileSigner};
 
 /// `kind` of a signature file.
 pub const KIND: &str = "cipherlake.file_signature";
 const VERSION: u32 = 1;
 const DOMAIN: &str = "cipherlake.file_signature.v1";
-/// What a signature file's name adds to its lake file's name.
-pub const SUFFIX: &str = ".sig.json";
 
 /// A signature file's contents.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,37 +58,6 @@ pub struct SignedFile {
     pub sha256: String,
     /// When it was signed (seconds since 1970).
     pub signed_at: u64,
-}
-
-/// The signature file of `file`.
-pub fn sidecar(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
-    s.push(SUFFIX);
-    PathBuf::from(s)
-}
-
-/// The partition path of a file at `path` (`/`-separated): the run of `key=value` folders right
-/// above it, then its name. `/lake/adm/hospital=a/year=2024/f.parquet` →
-/// `hospital=a/year=2024/f.parquet`; `/lake/f.parquet` → `f.parquet`.
-pub fn partition_path(path: &Path) -> String {
-    let parts: Vec<String> = path
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    let Some((name, dirs)) = parts.split_last() else {
-        return String::new();
-    };
-    let keep = dirs
-        .iter()
-        .rev()
-        .take_while(|d| d.contains('=') && !d.starts_with('.'))
-        .count();
-    let mut out: Vec<&str> = dirs[dirs.len() - keep..]
-        .iter()
-        .map(String::as_str)
-        .collect();
-    out.push(name);
-    out.join("/")
 }
 
 impl FileSignature {
@@ -177,6 +143,36 @@ impl FileSignature {
     }
 }
 
+/// An owner's key signing `encrypt`'s outputs for one Paillier key.
+pub struct Signer {
+    key: OwnerKey,
+    key_id: String,
+}
+
+impl Signer {
+    /// Signs as `key`'s owner, for files encrypted under `key_id`.
+    pub fn new(key: OwnerKey, key_id: &str) -> Self {
+        Signer {
+            key,
+            key_id: key_id.to_owned(),
+        }
+    }
+}
+
+impl FileSigner for Signer {
+    fn sign_file(&self, target: &Path, size: u64, sha256: &[u8; 32]) -> Result<String> {
+        FileSignature::sign(
+            &self.key,
+            &self.key_id,
+            &partition_path(target),
+            size,
+            sha256,
+            now(),
+        )
+        .to_json()
+    }
+}
+
 /// Verifies a lake file against its signature file and the roster: the owner is on the roster,
 /// the signature is valid, the partition path is the file's, and the bytes hash to what was
 /// signed.
@@ -221,58 +217,6 @@ pub fn verify_file(roster: &Roster, file: &Path) -> Result<SignedFile> {
     })
 }
 
-/// Size and SHA-256 of a file.
-pub fn hash_file(path: &Path) -> Result<(u64, [u8; 32])> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut w = HashingWriter::new(std::io::sink());
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        w.write_all(&buf[..n]).map_err(|e| Error::io(path, e))?;
-    }
-    Ok(w.finish())
-}
-
-/// A writer that hashes and counts what passes through it (the encrypted output is signed as
-/// it is written, without reading it back).
-pub struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hash: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    /// Bytes written so far and their SHA-256.
-    pub fn finish(self) -> (u64, [u8; 32]) {
-        (self.size, self.hash.finalize().into())
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Now, in seconds since 1970 (for `signed_at`).
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -287,18 +231,6 @@ mod tests {
     use crate::release::{OwnerKey, Roster};
 
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-    #[test]
-    fn partition_paths_keep_the_key_value_folders_above_the_file() {
-        let p = |s: &str| partition_path(Path::new(s));
-        assert_eq!(
-            p("/lake/adm/hospital=a/year=2024/f.parquet"),
-            "hospital=a/year=2024/f.parquet"
-        );
-        assert_eq!(p("/lake/f.parquet"), "f.parquet");
-        assert_eq!(p("/x=1/lake/f.parquet"), "f.parquet");
-        assert_eq!(p("f.parquet"), "f.parquet");
-    }
 
     #[test]
     fn every_signed_field_is_covered() {

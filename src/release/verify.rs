@@ -1,0 +1,463 @@
+//! Both ends of a decryption request. The cloud writes one ([`make_request`]) from the plan it ran;
+//! each hospital re-verifies it ([`reverify`]) before it decrypts anything:
+//!
+//! 1. the request's id is the digest of its contents, its roster the pinned one, its result file
+//!    the one named;
+//! 2. every file is signed by an owner on the roster, for its table's location and partition;
+//! 3. the hospital plans the SQL itself over the real tables: the files its own plan reads must
+//!    be exactly the request's (none omitted, none added);
+//! 4. it copies those files into a private folder, checking each copy's SHA-256 against the
+//!    owner's signature (what it reads is what was signed, whatever the storage serves later);
+//! 5. it runs the SQL itself over the copies and requires the result to equal the cloud's, row
+//!    for row and bit for bit in every encrypted cell (rows in any order; products commute);
+//! 6. the tags that decide what a cell is (aggregate kind, scale, plain type, row count) are taken
+//!    from its own run, never from the cloud's file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::prelude::SessionContext;
+
+use super::request::{FileEntry, Request, ResultEntry, TableEntry};
+use super::roster::Roster;
+use super::signature::verify_file;
+use crate::error::{join_limited, Error, Result};
+use crate::lake::schema::EncryptedColumn;
+use crate::lake::signed::{partition_path, HashingWriter};
+use crate::sql::{self, KeyRing};
+
+/// What a hospital's re-verification established.
+#[derive(Debug)]
+pub struct Reverified {
+    /// The cloud's result rows under the hospital's own schema (its tags).
+    pub batches: Vec<RecordBatch>,
+    /// Files per owner the result was computed from.
+    pub owners: BTreeMap<String, usize>,
+    /// Files read.
+    pub files: usize,
+}
+
+/// An absolute local table location; object stores and globs are not (yet) supported in
+/// requests, and say so.
+pub fn table_location(location: &str) -> Result<String> {
+    let refuse = |why: &str| Err(Error::Invalid(format!("table location {location}: {why}")));
+    if location.contains("://") {
+        return refuse("a decryption request needs a local table (object-store tables cannot be re-verified yet)");
+    }
+    if location.contains(['*', '?', '[']) {
+        return refuse("a decryption request needs a file or folder, not a glob");
+    }
+    let p = std::fs::canonicalize(location).map_err(|e| Error::io(location, e))?;
+    p.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Invalid(format!("table location {location}: not UTF-8")))
+}
+
+/// The local files a physical plan scans, as absolute paths, in plan order without repeats.
+pub fn files_read(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    plan.apply(|node| {
+        if let Some(exec) = node.downcast_ref::<DataSourceExec>() {
+            if let Some(scan) = exec.data_source().downcast_ref::<FileScanConfig>() {
+                for group in &scan.file_groups {
+                    for f in group.files() {
+                        let path = format!("/{}", f.object_meta.location);
+                        if seen.insert(path.clone()) {
+                            out.push(path);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| Error::Data(format!("cannot list the files of the plan: {e}")))?;
+    Ok(out)
+}
+
+/// The table a file belongs to: the one whose location holds it (the longest such location).
+fn table_of<'a>(tables: &'a [TableEntry], file: &str) -> Option<&'a TableEntry> {
+    tables
+        .iter()
+        .filter(|t| {
+            file == t.location
+                || file
+                    .strip_prefix(&t.location)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .max_by_key(|t| t.location.len())
+}
+
+/// The cloud's side: the request for a result it wrote, from the plan it executed.
+#[allow(clippy::too_many_arguments)]
+pub fn make_request(
+    sql: &str,
+    tables: &[(String, String)],
+    plan: &Arc<dyn ExecutionPlan>,
+    roster: &Roster,
+    requester: &str,
+    result: &Path,
+) -> Result<Request> {
+    let tables = tables
+        .iter()
+        .map(|(name, location)| {
+            Ok(TableEntry {
+                name: name.clone(),
+                location: table_location(location)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut files = Vec::new();
+    let mut bad = Vec::new();
+    for path in files_read(plan)? {
+        let Some(table) = table_of(&tables, &path) else {
+            return Err(Error::Data(format!(
+                "{path}: read by the query but in none of its tables' locations"
+            )));
+        };
+        match verify_file(roster, Path::new(&path)) {
+            Ok(_) => {
+                let side = crate::lake::signed::sidecar(Path::new(&path));
+                let text = super::owner::read_small(&side)?;
+                let signature = serde_json::from_str(&text)
+                    .map_err(|e| Error::Data(format!("{}: {e}", side.display())))?;
+                files.push(FileEntry {
+                    table: table.name.clone(),
+                    location: path,
+                    signature,
+                });
+            }
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Error::Data(format!(
+            "no decryption request can be made: hospitals decrypt only results computed from signed files, and {} of the files read are not: {}",
+            bad.len(),
+            join_limited(&bad, "; ")
+        )));
+    }
+    let (size, sha) = crate::lake::signed::hash_file(result)?;
+    Ok(Request::new(
+        sql.to_owned(),
+        tables,
+        files,
+        key_ids(&plan.schema())?,
+        roster.id().to_owned(),
+        requester.to_owned(),
+        ResultEntry {
+            sha256: hex::encode(sha),
+            size,
+        },
+    ))
+}
+
+/// The key ids of a result's encrypted columns, sorted.
+fn key_ids(schema: &SchemaRef) -> Result<Vec<String>> {
+    let mut ids = BTreeSet::new();
+    for f in schema.fields() {
+        if let Some(c) = EncryptedColumn::from_field(f)? {
+            ids.insert(c.key_id);
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// A session over `tables` (name, location) with `keys`, one partition per core.
+async fn session_over(tables: &[(String, String)], keys: &KeyRing) -> Result<SessionContext> {
+    let ctx = sql::session(keys.clone(), None);
+    for (name, location) in tables {
+        sql::register_table(&ctx, name, location, keys)
+            .await
+            .map_err(|e| Error::Data(format!("table `{name}` at {location}: {e}")))?;
+    }
+    Ok(ctx)
+}
+
+/// Plans the request's SQL (one query statement) in `ctx`.
+async fn physical_plan(ctx: &SessionContext, sql_text: &str) -> Result<Arc<dyn ExecutionPlan>> {
+    let df = sql::plan(ctx, sql_text)
+        .await
+        .map_err(|e| Error::Data(format!("the request's SQL does not plan here: {e}")))?;
+    df.create_physical_plan()
+        .await
+        .map_err(|e| Error::Data(format!("the request's SQL does not plan here: {e}")))
+}
+
+/// A hospital's side: re-verifies `request` for the result file `result` (its bytes' SHA-256
+/// and size, and its batches as read).
+pub async fn reverify(
+    request: &Request,
+    roster: &Roster,
+    keys: &KeyRing,
+    result_sha256: &str,
+    result_size: u64,
+    result_batches: &[RecordBatch],
+) -> Result<Reverified> {
+    let refuse = |why: String| Error::Data(format!("request {}: {why}", request.request_id));
+    // 1. The request is about this result, under this roster and these keys.
+    if request.roster_id != roster.id() {
+        return Err(refuse(format!(
+            "made under roster {}, not the pinned roster {}",
+            request.roster_id,
+            roster.id()
+        )));
+    }
+    if request.result.sha256 != result_sha256 || request.result.size != result_size {
+        return Err(refuse(
+            "it names another result file (its SHA-256 or size differ from the file given)".into(),
+        ));
+    }
+    if let Some(k) = request.key_ids.iter().find(|k| keys.get(k).is_none()) {
+        return Err(refuse(format!(
+            "it uses key {k}, which this hospital was not given"
+        )));
+    }
+    // 2. Every file signed, for where it is.
+    let mut bad = Vec::new();
+    for f in &request.files {
+        let Some(table) = request.tables.iter().find(|t| t.name == f.table) else {
+            bad.push(format!(
+                "{}: its table `{}` is not in the request",
+                f.location, f.table
+            ));
+            continue;
+        };
+        if table_of(&request.tables, &f.location).map(|t| &t.name) != Some(&table.name) {
+            bad.push(format!(
+                "{}: not inside table `{}` at {}",
+                f.location, table.name, table.location
+            ));
+        }
+        if let Err(why) = f.signature.check(roster) {
+            bad.push(format!("{}: {why}", f.location));
+        } else if f.signature.path != partition_path(Path::new(&f.location)) {
+            bad.push(format!(
+                "{}: signed as `{}`, which is not where it is",
+                f.location, f.signature.path
+            ));
+        }
+    }
+    if !bad.is_empty() {
+        return Err(refuse(format!(
+            "{} file(s) not signed as they must be: {}",
+            bad.len(),
+            join_limited(&bad, "; ")
+        )));
+    }
+    // 3. The hospital's own plan over the real tables reads exactly the request's files.
+    let tables: Vec<(String, String)> = request
+        .tables
+        .iter()
+        .map(|t| (t.name.clone(), t.location.clone()))
+        .collect();
+    let real = session_over(&tables, keys).await?;
+    let read: BTreeSet<String> = files_read(&physical_plan(&real, &request.sql).await?)?
+        .into_iter()
+        .collect();
+    let listed: BTreeSet<String> = request.files.iter().map(|f| f.location.clone()).collect();
+    let omitted: Vec<&String> = read.difference(&listed).collect();
+    let added: Vec<&String> = listed.difference(&read).collect();
+    if !omitted.is_empty() || !added.is_empty() {
+        let mut why = Vec::new();
+        if !omitted.is_empty() {
+            why.push(format!(
+                "the query reads {} file(s) the request does not list: {}",
+                omitted.len(),
+                join_limited(&omitted, ", ")
+            ));
+        }
+        if !added.is_empty() {
+            why.push(format!(
+                "the request lists {} file(s) the query does not read: {}",
+                added.len(),
+                join_limited(&added, ", ")
+            ));
+        }
+        return Err(refuse(why.join("; ")));
+    }
+    // 4. Private copies, each checked against its signature as it is copied.
+    let stage = tempfile::Builder::new()
+        .prefix(".cipherlake-verify-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let mut staged_tables = Vec::new();
+    for (i, t) in request.tables.iter().enumerate() {
+        let root = stage.path().join(i.to_string());
+        let single = Path::new(&t.location).is_file();
+        let mut target = root.clone();
+        for f in request.files.iter().filter(|f| f.table == t.name) {
+            let rel = if single {
+                PathBuf::from(Path::new(&f.location).file_name().unwrap_or_default())
+            } else {
+                PathBuf::from(
+                    f.location
+                        .strip_prefix(&t.location)
+                        .unwrap_or(&f.location)
+                        .trim_start_matches('/'),
+                )
+            };
+            let to = root.join(&rel);
+            copy_checked(
+                Path::new(&f.location),
+                &to,
+                &f.signature.sha256,
+                f.signature.size,
+            )
+            .map_err(|e| refuse(e.to_string()))?;
+            if single {
+                target = to;
+            }
+        }
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        staged_tables.push((t.name.clone(), target.to_string_lossy().into_owned()));
+    }
+    // 5. The hospital's own run over the copies.
+    let ctx = session_over(&staged_tables, keys).await?;
+    let plan = physical_plan(&ctx, &request.sql).await?;
+    let own = collect(plan.clone(), ctx.task_ctx())
+        .await
+        .map_err(|e| refuse(format!("the re-run failed: {e}")))?;
+    let schema = plan.schema();
+    let batches = same_result(&schema, &own, result_batches).map_err(refuse)?;
+    let mut owners = BTreeMap::new();
+    for f in &request.files {
+        *owners.entry(f.signature.owner.clone()).or_insert(0) += 1;
+    }
+    Ok(Reverified {
+        batches,
+        owners,
+        files: request.files.len(),
+    })
+}
+
+/// Copies `from` to `to`, hashing the bytes written; they must be the signed ones.
+fn copy_checked(from: &Path, to: &Path, sha256: &str, size: u64) -> Result<()> {
+    if let Some(p) = to.parent() {
+        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+    }
+    let mut src = std::fs::File::open(from).map_err(|e| Error::io(from, e))?;
+    let dst = std::fs::File::create(to).map_err(|e| Error::io(to, e))?;
+    let mut w = HashingWriter::new(dst);
+    std::io::copy(&mut src, &mut w).map_err(|e| Error::io(from, e))?;
+    let (n, sha) = w.finish();
+    if n != size || hex::encode(sha) != sha256 {
+        return Err(Error::Signature {
+            file: from.to_owned(),
+            reason: format!(
+                "changed after it was signed ({n} bytes now, {size} signed): the content does not match its signature"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The cloud's rows under the hospital's schema, if they are the hospital's rows: same column
+/// names and types, and the same rows in some order (floating-point columns left out of the
+/// comparison: their last bits depend on the order of additions; nothing encrypted is a float).
+fn same_result(
+    schema: &SchemaRef,
+    own: &[RecordBatch],
+    cloud: &[RecordBatch],
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    let theirs_schema = match cloud.first() {
+        Some(b) => b.schema(),
+        None => {
+            let rows: usize = own.iter().map(RecordBatch::num_rows).sum();
+            return if rows == 0 {
+                Ok(Vec::new())
+            } else {
+                Err(format!(
+                    "the result file has no rows, the re-run has {rows}"
+                ))
+            };
+        }
+    };
+    let names = |s: &SchemaRef| -> Vec<(String, DataType)> {
+        s.fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    };
+    if names(schema) != names(&theirs_schema) {
+        return Err(format!(
+            "the result's columns ({}) are not the re-run's ({})",
+            describe(&theirs_schema),
+            describe(schema)
+        ));
+    }
+    // The tags too: a count relabelled as a sum would escape small-count suppression at combine.
+    let tags = |f: &datafusion::arrow::datatypes::Field| -> BTreeMap<String, String> {
+        f.metadata()
+            .iter()
+            .filter(|(k, _)| k.starts_with("cipherlake."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    for (mine, theirs) in schema.fields().iter().zip(theirs_schema.fields()) {
+        if tags(mine) != tags(theirs) {
+            return Err(format!(
+                "column `{}`: the result's tags ({:?}) are not the re-run's ({:?}): the cloud's file was relabelled",
+                mine.name(),
+                tags(theirs),
+                tags(mine)
+            ));
+        }
+    }
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !schema.field(i).data_type().is_floating())
+        .collect();
+    let rows = |batches: &[RecordBatch]| -> std::result::Result<Vec<Vec<u8>>, String> {
+        let fields = keep
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        let conv = RowConverter::new(fields).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for b in batches {
+            let cols: Vec<_> = keep.iter().map(|&i| b.column(i).clone()).collect();
+            let r = conv.convert_columns(&cols).map_err(|e| e.to_string())?;
+            out.extend(r.iter().map(|row| row.as_ref().to_vec()));
+        }
+        out.sort();
+        Ok(out)
+    };
+    let (a, b) = (rows(own)?, rows(cloud)?);
+    if a.len() != b.len() {
+        return Err(format!(
+            "the result has {} rows, the re-run {}: the cloud's result is not what the request computes",
+            b.len(),
+            a.len()
+        ));
+    }
+    if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
+        return Err(format!(
+            "the result differs from the re-run (at least {} of {} rows differ, in a plaintext value, a ciphertext or a row count): the cloud's result is not what the request computes",
+            a.iter().zip(&b).skip(i).filter(|(x, y)| x != y).count(),
+            a.len()
+        ));
+    }
+    cloud
+        .iter()
+        .map(|b| {
+            RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+fn describe(s: &SchemaRef) -> String {
+    s.fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
