@@ -8,6 +8,7 @@ mod hostile;
 mod lake;
 mod laws;
 mod queries;
+mod request;
 mod signing;
 mod slt;
 mod threshold;

@@ -1,0 +1,440 @@
+//! Verifiable release (issue 13): three hospitals, a 2-of-3 key, a signed lake. The honest path
+//! releases; every lie of the cloud about what a result is made of is refused by the hospital's
+//! own re-verification, and partials cannot be replayed or their minimum edited.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use cipherlake::release::Request;
+use datafusion::arrow::array::{Array, FixedSizeBinaryArray, RecordBatch};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use serde_json::Value;
+
+use crate::util::{Dir, Run};
+
+const SQL: &str = "SELECT region, COUNT(*) AS n, SUM(cost) AS total, SUM(diabetic) AS diabetics \
+                   FROM adm GROUP BY region ORDER BY region";
+
+fn csv(rows: usize, offset: usize) -> String {
+    let mut s = String::from("patient_id,region,cost,diabetic\n");
+    for i in 0..rows {
+        let region = if i % 2 == 0 { "north" } else { "south" };
+        s.push_str(&format!(
+            "{},{region},{}.50,{}\n",
+            offset + i,
+            100 + i,
+            i % 3 == 0
+        ));
+    }
+    s
+}
+
+/// keys/ (2-of-3 for a, b, c), owners a, b, c and their roster, each hospital's file signed in
+/// lake/hospital=X/. Returns the roster id.
+fn lake(dir: &Dir) -> String {
+    let mut roster = vec![
+        "roster",
+        "--key",
+        "keys/public.json",
+        "--output",
+        "roster.json",
+        "-q",
+    ];
+    let owners: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|o| format!("owners/{o}.owner.json"))
+        .collect();
+    for (i, o) in ["a", "b", "c"].iter().enumerate() {
+        dir.run(&["owner-key", "--owner", o, "--output", "owners", "-q"])
+            .ok();
+        dir.write(&format!("{o}.csv"), csv(30 + 4 * i, 1000 * i));
+        roster.extend(["--owner", owners[i].as_str()]);
+    }
+    let id = dir.run(&roster).ok().trim().to_owned();
+    for o in ["a", "b", "c"] {
+        dir.encrypt_with(
+            "keys/public.json",
+            &format!("{o}.csv"),
+            "cost:2,diabetic",
+            &format!("lake/hospital={o}/{o}.parquet"),
+            &["--sign", &format!("owners/{o}.signing.json"), "-q"],
+        )
+        .ok();
+    }
+    id
+}
+
+/// The cloud: the query, its result and its request.
+fn query(dir: &Dir, sql: &str, out: &str, request: &str) -> Run {
+    dir.query(
+        "keys/public.json",
+        "adm=lake",
+        sql,
+        &[
+            "--output",
+            out,
+            "--request",
+            request,
+            "--roster",
+            "roster.json",
+            "-q",
+            "--force",
+        ],
+    )
+}
+
+/// A hospital: re-verify and partially decrypt.
+fn partial(dir: &Dir, party: &str, result: &str, request: &str, id: &str) -> Run {
+    dir.partial(
+        party,
+        result,
+        &format!("{party}.partial.json"),
+        &[
+            "--request",
+            request,
+            "--roster",
+            "roster.json",
+            "--roster-id",
+            id,
+            "--force",
+        ],
+    )
+}
+
+fn batches(dir: &Dir, rel: &str) -> Vec<RecordBatch> {
+    let f = File::open(dir.path(rel)).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+fn write_batches(dir: &Dir, rel: &str, batches: &[RecordBatch]) {
+    let f = File::create(dir.path(rel)).unwrap();
+    let mut w = ArrowWriter::try_new(f, batches[0].schema(), None).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// The cloud's forgery: `result.parquet` changed by `edit`, written as `forged.parquet`, and a
+/// request for it with a consistent id (the cloud can recompute any digest): `forged.json`.
+fn forge(dir: &Dir, edit: impl FnOnce(&mut Vec<RecordBatch>)) {
+    let mut b = batches(dir, "result.parquet");
+    edit(&mut b);
+    write_batches(dir, "forged.parquet", &b);
+    let mut r = Request::load(&dir.path("request.json")).unwrap();
+    let bytes = std::fs::read(dir.path("forged.parquet")).unwrap();
+    use sha2::Digest;
+    r.result.sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    r.result.size = bytes.len() as u64;
+    reissue(dir, r, "forged.json");
+}
+
+/// Writes `r` with its id recomputed.
+fn reissue(dir: &Dir, r: Request, to: &str) {
+    let r = Request::new(
+        r.sql,
+        r.tables,
+        r.files,
+        r.key_ids,
+        r.roster_id,
+        r.requester,
+        r.result,
+    );
+    dir.write(to, r.to_json().unwrap());
+}
+
+/// Column `name` of every batch replaced by `f(old column)`.
+fn replace_column(
+    b: &mut [RecordBatch],
+    name: &str,
+    f: impl Fn(&FixedSizeBinaryArray) -> FixedSizeBinaryArray,
+) {
+    for batch in b.iter_mut() {
+        let schema = batch.schema();
+        let i = schema.index_of(name).unwrap();
+        let mut cols = batch.columns().to_vec();
+        let old = cols[i]
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .unwrap();
+        cols[i] = Arc::new(f(old));
+        *batch = RecordBatch::try_new(schema, cols).unwrap();
+    }
+}
+
+fn cells(a: &FixedSizeBinaryArray) -> Vec<Vec<u8>> {
+    (0..a.len()).map(|i| a.value(i).to_vec()).collect()
+}
+
+fn from_cells(c: Vec<Vec<u8>>) -> FixedSizeBinaryArray {
+    FixedSizeBinaryArray::try_from_iter(c.into_iter()).unwrap()
+}
+
+#[test]
+fn the_honest_path_releases_to_the_requester_and_matches_plaintext() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    let q = query(&dir, SQL, "result.parquet", "request.json");
+    q.ok();
+    let req = dir.json("request.json");
+    assert_eq!(req["files"].as_array().unwrap().len(), 3);
+    assert_eq!(req["roster_id"], Value::String(id.clone()));
+    for p in ["a", "c"] {
+        let run = partial(&dir, p, "result.parquet", "request.json", &id);
+        run.ok();
+    }
+    let a = dir.json("a.partial.json");
+    assert_eq!(a["version"], 2);
+    assert_eq!(a["request_id"], req["request_id"]);
+    let out = dir.combine(
+        "result.parquet",
+        &["a.partial.json", "c.partial.json"],
+        &["--request", "request.json", "--format", "csv"],
+    );
+    // north: a 15 + b 16 + c 19 rows; south likewise; the sums from the CSVs.
+    let mut expect = std::collections::BTreeMap::new();
+    for (i, rows) in [30usize, 34, 38].iter().enumerate() {
+        for r in 0..*rows {
+            let region = if r % 2 == 0 { "north" } else { "south" };
+            let e = expect.entry(region).or_insert((0u64, 0u64, 0u64));
+            e.0 += 1;
+            e.1 += (100 + r as u64) * 100 + 50;
+            e.2 += (r % 3 == 0) as u64;
+            let _ = i;
+        }
+    }
+    let mut want = String::from("region,n,total,diabetics\n");
+    for (region, (n, cents, d)) in &expect {
+        want.push_str(&format!(
+            "{region},{n},{}.{:02},{d}\n",
+            cents / 100,
+            cents % 100
+        ));
+    }
+    assert_eq!(out.ok(), want);
+    // The audit log records the request.
+    let log = dir.read("audit-a.log");
+    assert!(log.contains(req["request_id"].as_str().unwrap()), "{log}");
+}
+
+#[test]
+fn b3_rows_the_cloud_encrypted_itself_are_refused() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+    // Ten fake rows, encrypted with the public key, in a folder of their own.
+    dir.write("fake.csv", csv(10, 9000));
+    dir.encrypt(
+        "keys/public.json",
+        "fake.csv",
+        "cost:2,diabetic",
+        "lake/hospital=zz/fake.parquet",
+    )
+    .ok();
+    // The cloud cannot make a request over them ...
+    query(&dir, SQL, "r2.parquet", "r2.json").fails_with(&[
+        "no decryption request can be made",
+        "hospital=zz/fake.parquet",
+        "not signed",
+    ]);
+    // ... and a request that leaves them out is refused: the hospital's own plan reads them.
+    partial(&dir, "a", "result.parquet", "request.json", &id).fails_with(&[
+        "reads 1 file(s) the request does not list",
+        "hospital=zz/fake.parquet",
+    ]);
+    // Signed by an owner not on the roster: the same.
+    dir.run(&["owner-key", "--owner", "zz", "--output", "owners", "-q"])
+        .ok();
+    dir.encrypt_with(
+        "keys/public.json",
+        "fake.csv",
+        "cost:2,diabetic",
+        "lake/hospital=zz/fake.parquet",
+        &["--sign", "owners/zz.signing.json", "--force", "-q"],
+    )
+    .ok();
+    query(&dir, SQL, "r2.parquet", "r2.json")
+        .fails_with(&["signed by `zz`, who is not on the roster"]);
+    assert!(!dir.path("a.partial.json").exists());
+}
+
+#[test]
+fn manifests_that_omit_or_add_files_and_files_changed_after_signing_are_refused() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+    let honest = Request::load(&dir.path("request.json")).unwrap();
+
+    // Edited without recomputing the id.
+    let text = dir
+        .read("request.json")
+        .replace("hospital=b/b.parquet\"", "hospital=b/x.parquet\"");
+    dir.write("edited.json", text);
+    partial(&dir, "a", "result.parquet", "edited.json", &id)
+        .fails_with(&["edited.json", "edited after it was made"]);
+
+    // b's file left out (id recomputed): the hospital's plan still reads it.
+    let mut r = honest.clone();
+    r.files.retain(|f| !f.location.ends_with("b.parquet"));
+    reissue(&dir, r, "omit.json");
+    partial(&dir, "a", "result.parquet", "omit.json", &id)
+        .fails_with(&["does not list", "hospital=b/b.parquet"]);
+
+    // A file added that the query does not read: a's file listed twice under another table.
+    let mut r = honest.clone();
+    let mut extra = r.files[0].clone();
+    extra.location = extra.location.replace("a.parquet", "a2.parquet");
+    r.files.push(extra);
+    reissue(&dir, r, "add.json");
+    partial(&dir, "a", "result.parquet", "add.json", &id)
+        .fails_with(&["signed as `hospital=a/a.parquet`, which is not where it is"]);
+
+    // A signed file changed after the request (one byte): the private copy does not hash.
+    let file = dir.path("lake/hospital=c/c.parquet");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    partial(&dir, "a", "result.parquet", "request.json", &id)
+        .fails_with(&["hospital=c/c.parquet", "changed after it was signed"]);
+    assert!(!dir.path("a.partial.json").exists());
+}
+
+#[test]
+fn b5_b6_results_that_differ_from_the_re_run_are_refused() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+
+    // One bit of one ciphertext. Under the honest request, the file is not the one it names;
+    // under a request made for it, it is not what the SQL computes.
+    forge(&dir, |b| {
+        replace_column(b, "total", |a| {
+            let mut c = cells(a);
+            c[0][3] ^= 1;
+            from_cells(c)
+        })
+    });
+    partial(&dir, "a", "forged.parquet", "request.json", &id)
+        .fails_with(&["names another result file"]);
+    partial(&dir, "a", "forged.parquet", "forged.json", &id)
+        .fails_with(&["differs from the re-run", "not what the request computes"]);
+
+    // B5(b): a row count raised past the minimum (the trailing 8 bytes of an aggregate).
+    forge(&dir, |b| {
+        replace_column(b, "total", |a| {
+            let mut c = cells(a);
+            let w = c[0].len();
+            c[0][w - 8..].copy_from_slice(&1000u64.to_le_bytes());
+            from_cells(c)
+        })
+    });
+    partial(&dir, "a", "forged.parquet", "forged.json", &id)
+        .fails_with(&["differs from the re-run"]);
+
+    // B5(c): a raw lake ciphertext (patient 0 of hospital a) passed off as the north total.
+    let lake_batches = batches(&dir, "lake/hospital=a/a.parquet");
+    let raw = lake_batches[0]
+        .column_by_name("cost")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<FixedSizeBinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    forge(&dir, |b| {
+        replace_column(b, "total", |a| {
+            let mut c = cells(a);
+            let mut v = raw.clone();
+            v.extend_from_slice(&50u64.to_le_bytes());
+            c[0] = v;
+            from_cells(c)
+        })
+    });
+    partial(&dir, "a", "forged.parquet", "forged.json", &id)
+        .fails_with(&["differs from the re-run"]);
+
+    // B6(ii): the count relabelled as a sum, to dodge small-count suppression.
+    forge(&dir, |b| {
+        for batch in b.iter_mut() {
+            let schema = batch.schema();
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let mut m = f.metadata().clone();
+                    if m.get("cipherlake.aggregate").map(String::as_str) == Some("count") {
+                        m.insert("cipherlake.aggregate".into(), "sum".into());
+                    }
+                    f.as_ref().clone().with_metadata(m)
+                })
+                .collect();
+            let s = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+            *batch = RecordBatch::try_new(s, batch.columns().to_vec()).unwrap();
+        }
+    });
+    partial(&dir, "a", "forged.parquet", "forged.json", &id)
+        .fails_with(&["column `diabetics`", "relabelled"]);
+
+    // The honest request still releases.
+    partial(&dir, "a", "result.parquet", "request.json", &id).ok();
+}
+
+#[test]
+fn partials_cannot_be_replayed_onto_another_request_nor_their_minimum_edited() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+    partial(&dir, "a", "result.parquet", "request.json", &id).ok();
+    partial(&dir, "c", "result.parquet", "request.json", &id).ok();
+    // Another request for the same result bytes (another requester).
+    let mut r = Request::load(&dir.path("request.json")).unwrap();
+    r.requester = "someone-else".into();
+    reissue(&dir, r, "other.json");
+    let other = dir.json("other.json")["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    dir.combine(
+        "result.parquet",
+        &["a.partial.json", "c.partial.json"],
+        &["--request", "other.json"],
+    )
+    .fails_with(&["not for request", &other, "2 of 3 parties are needed"]);
+    // The partials relabelled for the other request: the proofs bind the request.
+    for p in ["a", "c"] {
+        let text = dir.read(&format!("{p}.partial.json"));
+        let orig = dir.json("request.json")["request_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        dir.write(&format!("{p}.replayed.json"), text.replace(&orig, &other));
+    }
+    dir.combine(
+        "result.parquet",
+        &["a.replayed.json", "c.replayed.json"],
+        &["--request", "other.json"],
+    )
+    .fails_with(&["does not verify", "2 of 3 parties are needed"]);
+    // B6(iii): min_rows edited down in both partials: every proof fails.
+    for p in ["a", "c"] {
+        let text = dir.read(&format!("{p}.partial.json"));
+        dir.write(
+            &format!("{p}.edited.json"),
+            text.replace("\"min_rows\": 11", "\"min_rows\": 1"),
+        );
+    }
+    dir.combine(
+        "result.parquet",
+        &["a.edited.json", "c.edited.json"],
+        &["--request", "request.json", "--min-rows", "1"],
+    )
+    .fails_with(&["does not verify", "2 of 3 parties are needed"]);
+}
