@@ -95,6 +95,28 @@ pub(crate) fn roster(args: RosterArgs, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--roster FILE [--roster-id HEX]`, for the verbs that handle decryption requests.
+#[derive(clap::Args)]
+pub(crate) struct RosterFlags {
+    /// The roster the lake files are signed under (with --request).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) roster: Option<PathBuf>,
+    /// The roster id the consortium agreed: any other roster is refused.
+    #[arg(long, value_name = "HEX")]
+    pub(crate) roster_id: Option<String>,
+}
+
+impl RosterFlags {
+    /// The roster, checked against its pin, if `--roster` was given.
+    pub(crate) fn load(&self) -> anyhow::Result<Option<Roster>> {
+        Ok(self
+            .roster
+            .as_deref()
+            .map(|p| Roster::load(p, self.roster_id.as_deref()))
+            .transpose()?)
+    }
+}
+
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
     /// The roster file.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::{Output, Privacy};
 use cipherlake::lake::threshold::{partial_decrypt_result, PartialFile, ResultFile};
-use cipherlake::release::{verify, Request, Roster};
+use cipherlake::release::{verify, Request};
 use cipherlake::sql::KeyRing;
 use serde_json::json;
 
@@ -40,12 +40,8 @@ pub(crate) struct Args {
     /// the files read, its own run of the SQL, bit for bit) before it decrypts anything.
     #[arg(long, value_name = "FILE", requires = "roster")]
     request: Option<PathBuf>,
-    /// The roster the lake files must be signed under (with --request).
-    #[arg(long, value_name = "FILE")]
-    roster: Option<PathBuf>,
-    /// The roster id the consortium agreed: any other roster is refused.
-    #[arg(long, value_name = "HEX")]
-    roster_id: Option<String>,
+    #[command(flatten)]
+    roster: super::owners::RosterFlags,
     /// Audit log to append to (default: audit.log beside the share file).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
@@ -144,8 +140,7 @@ fn reverify(
     size: u64,
     global: &Global,
 ) -> anyhow::Result<(ResultFile, String)> {
-    let roster_path = args.roster.as_deref().context("--request needs --roster")?;
-    let roster = Roster::load(roster_path, args.roster_id.as_deref())?;
+    let roster = args.roster.load()?.context("--request needs --roster")?;
     let request = Request::load(path)?;
     let mut keys = KeyRing::new();
     keys.add(pk.clone());

@@ -9,7 +9,6 @@ use cipherlake::lake::atomic::Output;
 use cipherlake::lake::atomic::Privacy;
 use cipherlake::lake::output::{BatchWriter, Format};
 use cipherlake::release::verify::make_request;
-use cipherlake::release::Roster;
 use cipherlake::sql::display::{render, text_schema, CipherText};
 use cipherlake::sql::{self, KeyRing};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -59,12 +58,8 @@ pub(crate) struct Args {
     /// the SQL, the tables, every signed lake file read, the result's hash, bound by an id.
     #[arg(long, value_name = "FILE", requires = "roster")]
     request: Option<PathBuf>,
-    /// The roster the lake files are signed under (with --request).
-    #[arg(long, value_name = "FILE")]
-    roster: Option<PathBuf>,
-    /// The roster id the consortium agreed (with --request).
-    #[arg(long, value_name = "HEX")]
-    roster_id: Option<String>,
+    #[command(flatten)]
+    roster: super::owners::RosterFlags,
     /// Who asks for the decryption (with --request): a name the hospitals know.
     #[arg(long, value_name = "NAME", default_value = "analyst")]
     requester: String,
@@ -87,10 +82,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give SQL with -c or -f"),
     };
-    let roster = match &args.roster {
-        Some(p) => Some(Roster::load(p, args.roster_id.as_deref())?),
-        None => None,
-    };
+    let roster = args.roster.load()?;
     if args.request.is_some() {
         anyhow::ensure!(
             args.output != "-" && args.format.as_deref().is_none_or(|f| f == "parquet"),

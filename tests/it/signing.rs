@@ -15,6 +15,28 @@ fn csv(rows: usize, offset: usize) -> String {
     s
 }
 
+/// `cipherlake roster` over keys/public.json and OWNER.owner.json of each owner, into `out`;
+/// returns the roster id printed.
+fn make_roster(dir: &Dir, owners: &[&str], out: &str) -> String {
+    let files: Vec<String> = owners
+        .iter()
+        .map(|o| format!("owners/{o}.owner.json"))
+        .collect();
+    let mut args = vec![
+        "roster",
+        "--key",
+        "keys/public.json",
+        "--output",
+        out,
+        "--force",
+        "-q",
+    ];
+    for f in &files {
+        args.extend(["--owner", f.as_str()]);
+    }
+    dir.run(&args).ok().trim().to_owned()
+}
+
 /// keys/ (2-of-3), owner keys for a and b, a roster of a and b; a's file signed into
 /// lake/hospital=a/, b's folder signed into lake/hospital=b/. Returns the roster id.
 fn signed_lake(dir: &Dir) -> String {
@@ -22,22 +44,7 @@ fn signed_lake(dir: &Dir) -> String {
         dir.run(&["owner-key", "--owner", owner, "--output", "owners", "-q"])
             .ok();
     }
-    let id = dir
-        .run(&[
-            "roster",
-            "--key",
-            "keys/public.json",
-            "--owner",
-            "owners/a.owner.json",
-            "--owner",
-            "owners/b.owner.json",
-            "--output",
-            "roster.json",
-            "-q",
-        ])
-        .ok()
-        .trim()
-        .to_owned();
+    let id = make_roster(dir, &["a", "b"], "roster.json");
     assert_eq!(id.len(), 64, "{id}");
     dir.write("a.csv", csv(20, 0));
     dir.write("b/one.csv", csv(15, 100));
@@ -199,19 +206,7 @@ fn an_edited_or_unpinned_roster_is_refused() {
     dir.run(&["verify", "--roster", "edited.json", "lake"])
         .fails_with(&["roster", "edited.json", "the file was edited"]);
     // A consistent roster (its id recomputed), but another one: a with z instead of b.
-    dir.run(&[
-        "roster",
-        "--key",
-        "keys/public.json",
-        "--owner",
-        "owners/a.owner.json",
-        "--owner",
-        "owners/z.owner.json",
-        "--output",
-        "z.json",
-        "-q",
-    ])
-    .ok();
+    make_roster(&dir, &["a", "z"], "z.json");
     dir.run(&["verify", "--roster", "z.json", "--roster-id", &id, "lake"])
         .fails_with(&["not the pinned roster", &id]);
     // Unpinned, z's roster would be believed and b's files refused: pinning is what decides.
