@@ -125,6 +125,19 @@ pub enum Error {
         violations: Vec<String>,
     },
 
+    /// A request whose SQL could weight, repeat or difference rows inside a released cell
+    /// (decided on the party's own plan), with each reason.
+    #[error(
+        "request {request}: refused on the release path: {}",
+        join_limited(reasons, "; ")
+    )]
+    ReleaseRefused {
+        /// The request id.
+        request: String,
+        /// Each offending expression or plan node, with why.
+        reasons: Vec<String>,
+    },
+
     /// A partial decryption whose proof does not verify (`who` names its file and party).
     #[error("{who}: the proof for row {}, column `{column}` does not verify: rejected", row + 1)]
     ProofRejected {

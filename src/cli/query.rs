@@ -8,7 +8,7 @@ use cipherlake::keyfile;
 use cipherlake::lake::atomic::Output;
 use cipherlake::lake::atomic::Privacy;
 use cipherlake::lake::output::{BatchWriter, Format};
-use cipherlake::release::verify::make_request;
+use cipherlake::release::verify::{make_request, release_refusals};
 use cipherlake::sql::display::{render, text_schema, CipherText};
 use cipherlake::sql::{self, KeyRing};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -118,6 +118,15 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             "a decryption request holds one query over --table tables ({} statements given)",
             statements.len()
         );
+        if args.request.is_some() {
+            // The hospitals apply these rules to their own plan; the analyst hears of them first.
+            let reasons = release_refusals(&ctx, &sql_text).await?;
+            anyhow::ensure!(
+                reasons.is_empty(),
+                "no decryption request can be made for this SQL: hospitals would refuse it on the release path: {}",
+                cipherlake::error::join_limited(&reasons, "; ")
+            );
+        }
         let last = statements.len() - 1;
         for (i, statement) in statements.into_iter().enumerate() {
             let df = sql::plan_statement(&ctx, statement).await.map_err(|e| {

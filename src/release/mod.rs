@@ -11,6 +11,7 @@
 //! docs/FORMAT.md specifies every file; docs/SECURITY.md says what each check stops.
 
 pub mod owner;
+pub mod policy;
 pub mod request;
 pub mod roster;
 pub mod signature;

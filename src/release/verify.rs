@@ -321,8 +321,15 @@ pub async fn reverify(
         std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
         staged_tables.push((t.name.clone(), target.to_string_lossy().into_owned()));
     }
-    // 5. The hospital's own run over the copies.
+    // 5. The hospital's own run over the copies, whose plan must pass the release rules.
     let ctx = session_over(&staged_tables, keys).await?;
+    let reasons = release_refusals(&ctx, &request.sql).await?;
+    if !reasons.is_empty() {
+        return Err(Error::ReleaseRefused {
+            request: request.request_id.clone(),
+            reasons,
+        });
+    }
     let plan = physical_plan(&ctx, &request.sql).await?;
     let own = collect(plan.clone(), ctx.task_ctx())
         .await
@@ -338,6 +345,47 @@ pub async fn reverify(
         owners,
         files: request.files.len(),
     })
+}
+
+/// The release-path refusals of `sql_text` as planned and analysed in `ctx` (see
+/// `release::policy`), including a run of the plaintext side of each join to check that its keys
+/// are unique.
+pub async fn release_refusals(ctx: &SessionContext, sql_text: &str) -> Result<Vec<String>> {
+    let bad_sql = |e: datafusion::error::DataFusionError| {
+        Error::Data(format!("the request's SQL does not plan here: {e}"))
+    };
+    let df = sql::plan(ctx, sql_text).await.map_err(bad_sql)?;
+    let state = ctx.state();
+    let analysed = state
+        .analyzer()
+        .execute_and_check(df.logical_plan().clone(), state.config_options(), |_, _| {})
+        .map_err(bad_sql)?;
+    let mut check = super::policy::check(&analysed);
+    for u in &check.unique_keys {
+        use datafusion::functions_aggregate::expr_fn::count;
+        use datafusion::logical_expr::{col, lit, LogicalPlanBuilder};
+        let dup = LogicalPlanBuilder::from(u.plan.clone())
+            .aggregate(u.keys.clone(), vec![count(lit(1)).alias("n")])
+            .and_then(|b| b.filter(col("n").gt(lit(1))))
+            .and_then(|b| b.limit(0, Some(1)))
+            .and_then(|b| b.build())
+            .map_err(bad_sql)?;
+        let found = ctx
+            .execute_logical_plan(dup)
+            .await
+            .map_err(bad_sql)?
+            .count()
+            .await
+            .map_err(|e| Error::Data(format!("cannot check a join's keys: {e}")))?;
+        if found > 0 {
+            let keys: Vec<String> = u.keys.iter().map(|k| k.to_string()).collect();
+            check.reasons.push(format!(
+                "a join on {} whose plaintext side repeats a key: each matching lake row would be counted more than once",
+                keys.join(", ")
+            ));
+        }
+    }
+    Ok(check.reasons)
 }
 
 /// Copies `from` to `to`, hashing the bytes written; they must be the signed ones.

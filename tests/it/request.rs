@@ -438,3 +438,139 @@ fn partials_cannot_be_replayed_onto_another_request_nor_their_minimum_edited() {
     )
     .fails_with(&["does not verify", "2 of 3 parties are needed"]);
 }
+
+#[test]
+fn b4_b6_sql_that_could_isolate_a_patient_is_refused_on_the_release_path() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+    let honest = Request::load(&dir.path("request.json")).unwrap();
+    let cases = [
+        // B4: a per-row weight singles out patient 46.
+        (
+            "SELECT COUNT(*) AS n, SUM(cost * CASE WHEN patient_id = 46 THEN 1 ELSE 0 END) AS one FROM adm",
+            "per-row plaintext weight",
+        ),
+        ("SELECT SUM(cost * patient_id) AS w FROM adm", "per-row plaintext weight"),
+        // B6(i): a flag in arithmetic is a count tagged as a sum.
+        ("SELECT region, SUM(diabetic * 1) AS d FROM adm GROUP BY region", "encrypted flag"),
+        ("SELECT region, SUM(diabetic + 0) AS d FROM adm GROUP BY region", "encrypted flag"),
+        // Rows counted twice.
+        (
+            "SELECT SUM(cost) AS t FROM (SELECT cost FROM adm UNION ALL SELECT cost FROM adm WHERE patient_id = 46) u",
+            "UNION carries encrypted values",
+        ),
+        (
+            "SELECT SUM(a.cost) AS t FROM adm a JOIN adm b ON a.region = b.region",
+            "both carry encrypted values",
+        ),
+        (
+            "WITH w(r) AS (VALUES ('north'), ('north')) SELECT SUM(a.cost) AS t FROM adm a JOIN w ON a.region = w.r",
+            "repeats a key",
+        ),
+    ];
+    for (sql, why) in cases {
+        // The cloud is told first ...
+        query(&dir, sql, "r.parquet", "r.json")
+            .fails_with(&["no decryption request can be made for this SQL", why]);
+        // ... and a hospital given such a request anyway (the cloud's own tool bypassed) refuses
+        // it on its own plan, whatever the result file says.
+        let mut r = honest.clone();
+        r.sql = sql.to_owned();
+        reissue(&dir, r, "bad.json");
+        partial(&dir, "a", "result.parquet", "bad.json", &id)
+            .fails_with(&["refused on the release path", why]);
+    }
+    // A total minus all but one: SQL refuses arithmetic on aggregates everywhere, the release
+    // path included.
+    let diff = "SELECT SUM(cost) - SUM(cost) FILTER (WHERE patient_id <> 46) AS one FROM adm";
+    query(&dir, diff, "r.parquet", "r.json").fails_with(&["is an aggregate result"]);
+    let mut r = honest.clone();
+    r.sql = diff.to_owned();
+    reissue(&dir, r, "bad.json");
+    partial(&dir, "a", "result.parquet", "bad.json", &id).fails_with(&["is an aggregate result"]);
+    assert!(!dir.path("a.partial.json").exists());
+    // Honest shapes still release: a constant weight, a FILTER, a join with a unique-keyed
+    // plaintext list, a semi-join.
+    for sql in [
+        "SELECT region, SUM(cost * 2) AS t, COUNT(*) AS n FROM adm GROUP BY region",
+        "SELECT SUM(cost) FILTER (WHERE region = 'north') AS t FROM adm",
+        "WITH w(r, name) AS (VALUES ('north', 'N'), ('south', 'S')) \
+         SELECT w.name, SUM(a.cost) AS t FROM adm a JOIN w ON a.region = w.r GROUP BY w.name",
+        "SELECT SUM(cost) AS t FROM adm WHERE region IN (SELECT 'north')",
+    ] {
+        query(&dir, sql, "ok.parquet", "ok.json").ok();
+        partial(&dir, "a", "ok.parquet", "ok.json", &id).ok();
+    }
+}
+
+#[test]
+fn every_query_in_queries_releases_through_a_re_verified_request() {
+    let dir = Dir::with_keys();
+    let mut roster = vec![
+        "roster",
+        "--key",
+        "keys/public.json",
+        "--output",
+        "roster.json",
+        "-q",
+    ];
+    let owners: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|o| format!("owners/{o}.owner.json"))
+        .collect();
+    for (i, h) in ["a", "b", "c"].iter().enumerate() {
+        dir.run(&["owner-key", "--owner", h, "--output", "owners", "-q"])
+            .ok();
+        roster.extend(["--owner", owners[i].as_str()]);
+        let plain = dir.path(&format!("plain/{h}.csv"));
+        std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+        cipherlake::synth::write_admissions(&plain, i, 300 + 50 * i, 42).unwrap();
+        dir.encrypt_with(
+            "keys/public.json",
+            plain.to_str().unwrap(),
+            "cost:2,length_of_stay,diabetic",
+            &format!("lake/hospital={h}/admissions.parquet"),
+            &["--sign", &format!("owners/{h}.signing.json"), "-q"],
+        )
+        .ok();
+    }
+    let id = dir.run(&roster).ok().trim().to_owned();
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/queries"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4);
+    for file in files {
+        dir.run(&[
+            "query",
+            "--key",
+            "keys/public.json",
+            "--table",
+            "admissions=lake",
+            "-f",
+            file.to_str().unwrap(),
+            "--output",
+            "r.parquet",
+            "--request",
+            "r.json",
+            "--roster",
+            "roster.json",
+            "-q",
+            "--force",
+        ])
+        .ok();
+        for p in ["a", "b"] {
+            partial(&dir, p, "r.parquet", "r.json", &id).ok();
+        }
+        let out = dir.combine(
+            "r.parquet",
+            &["a.partial.json", "b.partial.json"],
+            &["--request", "r.json", "--format", "csv"],
+        );
+        let csv = out.ok();
+        assert!(csv.lines().count() > 1, "{}: {csv}", file.display());
+    }
+}
