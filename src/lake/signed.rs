@@ -27,26 +27,25 @@ pub fn sidecar(file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The partition path of a file at `path` (`/`-separated): the run of `key=value` folders right
-/// above it, then its name. `/lake/adm/hospital=a/year=2024/f.parquet` →
-/// `hospital=a/year=2024/f.parquet`; `/lake/f.parquet` → `f.parquet`.
+/// The partition path of a file at `path`: everything from its outermost `key=value` folder
+/// down to its name (`/`-separated), or its name alone when no folder above it is one. Partition
+/// columns come from those folders, and a folder between them and the file (`hospital=b/sub/`)
+/// stays bound too. `/lake/adm/hospital=a/year=2024/f.parquet` → `hospital=a/year=2024/f.parquet`;
+/// `/lake/hospital=b/sub/f.parquet` → `hospital=b/sub/f.parquet`; `/lake/f.parquet` → `f.parquet`.
 pub fn partition_path(path: &Path) -> String {
     let parts: Vec<String> = path
         .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     let Some((name, dirs)) = parts.split_last() else {
         return String::new();
     };
-    let keep = dirs
+    let from = dirs
         .iter()
-        .rev()
-        .take_while(|d| d.contains('=') && !d.starts_with('.'))
-        .count();
-    let mut out: Vec<&str> = dirs[dirs.len() - keep..]
-        .iter()
-        .map(String::as_str)
-        .collect();
+        .position(|d| d.contains('=') && !d.starts_with('.'))
+        .unwrap_or(dirs.len());
+    let mut out: Vec<&str> = dirs[from..].iter().map(String::as_str).collect();
     out.push(name);
     out.join("/")
 }
@@ -108,14 +107,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partition_paths_keep_the_key_value_folders_above_the_file() {
+    fn partition_paths_bind_every_folder_from_the_outermost_key_value_one() {
         let p = |s: &str| partition_path(Path::new(s));
         assert_eq!(
             p("/lake/adm/hospital=a/year=2024/f.parquet"),
             "hospital=a/year=2024/f.parquet"
         );
         assert_eq!(p("/lake/f.parquet"), "f.parquet");
-        assert_eq!(p("/x=1/lake/f.parquet"), "f.parquet");
+        assert_eq!(
+            p("/lake/hospital=b/sub/f.parquet"),
+            "hospital=b/sub/f.parquet"
+        );
+        assert_eq!(p("/x=1/lake/f.parquet"), "x=1/lake/f.parquet");
         assert_eq!(p("f.parquet"), "f.parquet");
     }
 }

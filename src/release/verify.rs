@@ -247,6 +247,31 @@ pub async fn reverify(
             ));
         }
     }
+    // One signed file, one place: the same file (or two versions of one) read twice would count
+    // its rows twice.
+    let mut seen: BTreeMap<(&str, &str, &str), &str> = BTreeMap::new();
+    for f in &request.files {
+        let key = (
+            f.table.as_str(),
+            f.signature.owner.as_str(),
+            f.signature.path.as_str(),
+        );
+        if let Some(first) = seen.insert(key, &f.location) {
+            bad.push(format!(
+                "{} and {first}: both signed by `{}` as `{}`; a table may hold one file per signed path, or its rows would count twice",
+                f.location, f.signature.owner, f.signature.path
+            ));
+        }
+    }
+    let mut by_hash: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in &request.files {
+        if let Some(first) = by_hash.insert(&f.signature.sha256, &f.location) {
+            bad.push(format!(
+                "{} and {first} are the same file: its rows would count twice",
+                f.location
+            ));
+        }
+    }
     if !bad.is_empty() {
         return Err(refuse(format!(
             "{} file(s) not signed as they must be: {}",

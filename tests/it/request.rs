@@ -296,6 +296,32 @@ fn manifests_that_omit_or_add_files_and_files_changed_after_signing_are_refused(
     partial(&dir, "a", "result.parquet", "add.json", &id)
         .fails_with(&["signed as `hospital=a/a.parquet`, which is not where it is"]);
 
+    // A's file copied (with its signature) into another folder of the table, both listed: its
+    // rows would count twice.
+    std::fs::create_dir_all(dir.path("lake/x/hospital=a")).unwrap();
+    for f in ["a.parquet", "a.parquet.sig.json"] {
+        std::fs::copy(
+            dir.path(&format!("lake/hospital=a/{f}")),
+            dir.path(&format!("lake/x/hospital=a/{f}")),
+        )
+        .unwrap();
+    }
+    let mut r = honest.clone();
+    let mut copy = r
+        .files
+        .iter()
+        .find(|f| f.location.ends_with("/hospital=a/a.parquet"))
+        .unwrap()
+        .clone();
+    copy.location = copy.location.replace("/hospital=a/", "/x/hospital=a/");
+    r.files.push(copy);
+    reissue(&dir, r, "copy.json");
+    partial(&dir, "a", "result.parquet", "copy.json", &id).fails_with(&[
+        "both signed by `a` as `hospital=a/a.parquet`",
+        "count twice",
+    ]);
+    std::fs::remove_dir_all(dir.path("lake/x")).unwrap();
+
     // A signed file changed after the request (one byte): the private copy does not hash.
     let file = dir.path("lake/hospital=c/c.parquet");
     let mut bytes = std::fs::read(&file).unwrap();
