@@ -31,9 +31,8 @@ fn csv(rows: usize, offset: usize) -> String {
     s
 }
 
-/// keys/ (2-of-3 for a, b, c), owners a, b, c and their roster, each hospital's file signed in
-/// lake/hospital=X/. Returns the roster id.
-fn lake(dir: &Dir) -> String {
+/// Signing keys for owners a, b, c (owners/) and their roster (roster.json); returns its id.
+fn owners(dir: &Dir) -> String {
     let mut roster = vec![
         "roster",
         "--key",
@@ -42,17 +41,27 @@ fn lake(dir: &Dir) -> String {
         "roster.json",
         "-q",
     ];
-    let owners: Vec<String> = ["a", "b", "c"]
+    let files: Vec<String> = HOSPITALS
         .iter()
         .map(|o| format!("owners/{o}.owner.json"))
         .collect();
-    for (i, o) in ["a", "b", "c"].iter().enumerate() {
+    for (o, f) in HOSPITALS.iter().zip(&files) {
         dir.run(&["owner-key", "--owner", o, "--output", "owners", "-q"])
             .ok();
-        dir.write(&format!("{o}.csv"), csv(30 + 4 * i, 1000 * i));
-        roster.extend(["--owner", owners[i].as_str()]);
+        roster.extend(["--owner", f.as_str()]);
     }
-    let id = dir.run(&roster).ok().trim().to_owned();
+    dir.run(&roster).ok().trim().to_owned()
+}
+
+const HOSPITALS: [&str; 3] = ["a", "b", "c"];
+
+/// keys/ (2-of-3 for a, b, c), owners a, b, c and their roster, each hospital's file signed in
+/// lake/hospital=X/. Returns the roster id.
+fn lake(dir: &Dir) -> String {
+    let id = owners(dir);
+    for (i, o) in HOSPITALS.iter().enumerate() {
+        dir.write(&format!("{o}.csv"), csv(30 + 4 * i, 1000 * i));
+    }
     for o in ["a", "b", "c"] {
         dir.encrypt_with(
             "keys/public.json",
@@ -533,22 +542,8 @@ fn b4_b6_sql_that_could_isolate_a_patient_is_refused_on_the_release_path() {
 #[test]
 fn every_query_in_queries_releases_through_a_re_verified_request() {
     let dir = Dir::with_keys();
-    let mut roster = vec![
-        "roster",
-        "--key",
-        "keys/public.json",
-        "--output",
-        "roster.json",
-        "-q",
-    ];
-    let owners: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|o| format!("owners/{o}.owner.json"))
-        .collect();
+    let id = owners(&dir);
     for (i, h) in ["a", "b", "c"].iter().enumerate() {
-        dir.run(&["owner-key", "--owner", h, "--output", "owners", "-q"])
-            .ok();
-        roster.extend(["--owner", owners[i].as_str()]);
         let plain = dir.path(&format!("plain/{h}.csv"));
         std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
         cipherlake::synth::write_admissions(&plain, i, 300 + 50 * i, 42).unwrap();
@@ -561,7 +556,6 @@ fn every_query_in_queries_releases_through_a_re_verified_request() {
         )
         .ok();
     }
-    let id = dir.run(&roster).ok().trim().to_owned();
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/queries"))
         .unwrap()
         .map(|e| e.unwrap().path())
