@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use cipherlake::lake::atomic::{FileSet, Privacy};
+use cipherlake::lake::io::list_inputs;
 use cipherlake::release::signature::verify_file;
 use cipherlake::release::{OwnerKey, OwnerPublic, Roster};
 
@@ -146,9 +146,9 @@ pub(crate) fn verify(args: VerifyArgs, global: &Global) -> anyhow::Result<()> {
     for f in &files {
         match verify_file(&roster, f) {
             Ok(s) => {
-                let e = by_owner.entry(s.owner).or_default();
+                let e = by_owner.entry(s.signature.owner).or_default();
                 e.0 += 1;
-                e.1 += s.size;
+                e.1 += s.signature.size;
             }
             Err(e) => bad.push(e.to_string()),
         }
@@ -178,26 +178,14 @@ pub(crate) fn verify(args: VerifyArgs, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `.parquet` files of a lake path, as a table listing sees them (hidden entries, such as
-/// cipherlake's temporaries, left out).
+/// The `.parquet` files of a lake path, as a table listing sees them (hidden and `_` entries,
+/// such as cipherlake's temporaries, left out).
 fn lake_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        std::fs::metadata(path).with_context(|| path.display().to_string())?;
-        return Ok(vec![path.to_owned()]);
-    }
-    let mut out = Vec::new();
-    let walk = walkdir::WalkDir::new(path)
-        .sort_by_file_name()
+    Ok(list_inputs(path)?
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
-    for entry in walk {
-        let entry = entry.with_context(|| path.display().to_string())?;
-        if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".parquet")
-        {
-            out.push(entry.into_path());
-        }
-    }
-    Ok(out)
+        .map(|f| f.path)
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect())
 }
 
 fn show(paths: &[PathBuf]) -> String {

@@ -85,15 +85,17 @@ pub fn check(plan: &LogicalPlan) -> PlanCheck {
                         "a {} join of two inputs that both carry encrypted values can pair a lake row with many others; aggregate each side on its own",
                         j.join_type
                     ));
-                } else if equi_keys(j).is_empty() {
-                    out.reasons.push(format!(
-                        "a {} join without equality keys carries encrypted values: every lake row would repeat once per row of the other side",
-                        j.join_type
-                    ));
                 } else {
+                    let pairs = equi_keys(j);
+                    if pairs.is_empty() {
+                        out.reasons.push(format!(
+                            "a {} join without equality keys carries encrypted values: every lake row would repeat once per row of the other side",
+                            j.join_type
+                        ));
+                        return Ok(TreeNodeRecursion::Continue);
+                    }
                     // The encrypted side's rows repeat once per match on the other side: that
                     // side's join keys must be unique, which the hospital checks by running it.
-                    let pairs = equi_keys(j);
                     let (other, keys) = if left {
                         (j.right.as_ref(), pairs.into_iter().map(|(_, r)| r).collect())
                     } else {

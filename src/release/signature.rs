@@ -45,19 +45,13 @@ pub struct FileSignature {
     pub signature: String,
 }
 
-/// A lake file whose signature verified against the roster.
+/// A lake file whose signature verified against the roster, and that signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedFile {
     /// The file.
     pub file: PathBuf,
-    /// Its owner.
-    pub owner: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Lowercase hex SHA-256.
-    pub sha256: String,
-    /// When it was signed (seconds since 1970).
-    pub signed_at: u64,
+    /// Its signature (owner, size, SHA-256, time …).
+    pub signature: FileSignature,
 }
 
 impl FileSignature {
@@ -137,6 +131,31 @@ impl FileSignature {
             })
     }
 
+    /// [`check`](Self::check), and that the signature is for a file where `file` is: its signed
+    /// path is `file`'s partition path.
+    pub fn check_at(&self, roster: &Roster, file: &Path) -> std::result::Result<(), String> {
+        self.check(roster)?;
+        let path = partition_path(file);
+        if self.path != path {
+            return Err(format!(
+                "signed as `{}` but found as `{path}`: a signed file must stay in its partition folder",
+                crate::error::preview(&self.path)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether bytes of `size` hashing to `sha256` are the signed ones.
+    pub fn check_content(&self, size: u64, sha256: &[u8; 32]) -> std::result::Result<(), String> {
+        if size != self.size || hex::encode(sha256) != self.sha256 {
+            return Err(format!(
+                "changed after `{}` signed it ({size} bytes now, {} signed): the content does not match its signature",
+                self.owner, self.size
+            ));
+        }
+        Ok(())
+    }
+
     /// Writes the signature file's JSON.
     pub fn to_json(&self) -> Result<String> {
         to_json(self)
@@ -193,27 +212,12 @@ pub fn verify_file(roster: &Roster, file: &Path) -> Result<SignedFile> {
     let text = read_small(&side)?;
     let sig: FileSignature = serde_json::from_str(&text)
         .map_err(|e| bad(format!("its signature file is not valid: {e}")))?;
-    sig.check(roster).map_err(&bad)?;
-    let path = partition_path(file);
-    if sig.path != path {
-        return Err(bad(format!(
-            "signed as `{}` but found as `{path}`: a signed file must stay in its partition folder",
-            crate::error::preview(&sig.path)
-        )));
-    }
+    sig.check_at(roster, file).map_err(&bad)?;
     let (size, sha) = hash_file(file)?;
-    if size != sig.size || hex::encode(sha) != sig.sha256 {
-        return Err(bad(format!(
-            "changed after `{}` signed it ({size} bytes now, {} signed): the content does not match its signature",
-            sig.owner, sig.size
-        )));
-    }
+    sig.check_content(size, &sha).map_err(&bad)?;
     Ok(SignedFile {
         file: file.to_owned(),
-        owner: sig.owner,
-        size,
-        sha256: sig.sha256,
-        signed_at: sig.signed_at,
+        signature: sig,
     })
 }
 

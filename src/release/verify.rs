@@ -23,15 +23,16 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{collect, ExecutionPlan};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 use super::request::{FileEntry, Request, ResultEntry, TableEntry};
 use super::roster::Roster;
-use super::signature::verify_file;
+use super::signature::{verify_file, FileSignature};
 use crate::error::{join_limited, Error, Result};
 use crate::lake::schema::EncryptedColumn;
-use crate::lake::signed::{partition_path, HashingWriter};
+use crate::lake::signed::HashingWriter;
 use crate::sql::{self, KeyRing};
 
 /// What a hospital's re-verification established.
@@ -125,17 +126,11 @@ pub fn make_request(
             )));
         };
         match verify_file(roster, Path::new(&path)) {
-            Ok(_) => {
-                let side = crate::lake::signed::sidecar(Path::new(&path));
-                let text = super::owner::read_small(&side)?;
-                let signature = serde_json::from_str(&text)
-                    .map_err(|e| Error::Data(format!("{}: {e}", side.display())))?;
-                files.push(FileEntry {
-                    table: table.name.clone(),
-                    location: path,
-                    signature,
-                });
-            }
+            Ok(signed) => files.push(FileEntry {
+                table: table.name.clone(),
+                location: path,
+                signature: signed.signature,
+            }),
             Err(e) => bad.push(e.to_string()),
         }
     }
@@ -183,14 +178,13 @@ async fn session_over(tables: &[(String, String)], keys: &KeyRing) -> Result<Ses
     Ok(ctx)
 }
 
+fn bad_sql(e: datafusion::error::DataFusionError) -> Error {
+    Error::Data(format!("the request's SQL does not plan here: {e}"))
+}
+
 /// Plans the request's SQL (one query statement) in `ctx`.
-async fn physical_plan(ctx: &SessionContext, sql_text: &str) -> Result<Arc<dyn ExecutionPlan>> {
-    let df = sql::plan(ctx, sql_text)
-        .await
-        .map_err(|e| Error::Data(format!("the request's SQL does not plan here: {e}")))?;
-    df.create_physical_plan()
-        .await
-        .map_err(|e| Error::Data(format!("the request's SQL does not plan here: {e}")))
+async fn plan(ctx: &SessionContext, sql_text: &str) -> Result<DataFrame> {
+    sql::plan(ctx, sql_text).await.map_err(bad_sql)
 }
 
 /// A hospital's side: re-verifies `request` for the result file `result` (its bytes' SHA-256
@@ -238,13 +232,8 @@ pub async fn reverify(
                 f.location, table.name, table.location
             ));
         }
-        if let Err(why) = f.signature.check(roster) {
+        if let Err(why) = f.signature.check_at(roster, Path::new(&f.location)) {
             bad.push(format!("{}: {why}", f.location));
-        } else if f.signature.path != partition_path(Path::new(&f.location)) {
-            bad.push(format!(
-                "{}: signed as `{}`, which is not where it is",
-                f.location, f.signature.path
-            ));
         }
     }
     // One signed file, one place: the same file (or two versions of one) read twice would count
@@ -286,9 +275,12 @@ pub async fn reverify(
         .map(|t| (t.name.clone(), t.location.clone()))
         .collect();
     let real = session_over(&tables, keys).await?;
-    let read: BTreeSet<String> = files_read(&physical_plan(&real, &request.sql).await?)?
-        .into_iter()
-        .collect();
+    let real_plan = plan(&real, &request.sql)
+        .await?
+        .create_physical_plan()
+        .await
+        .map_err(bad_sql)?;
+    let read: BTreeSet<String> = files_read(&real_plan)?.into_iter().collect();
     let listed: BTreeSet<String> = request.files.iter().map(|f| f.location.clone()).collect();
     let omitted: Vec<&String> = read.difference(&listed).collect();
     let added: Vec<&String> = listed.difference(&read).collect();
@@ -332,13 +324,8 @@ pub async fn reverify(
                 )
             };
             let to = root.join(&rel);
-            copy_checked(
-                Path::new(&f.location),
-                &to,
-                &f.signature.sha256,
-                f.signature.size,
-            )
-            .map_err(|e| refuse(e.to_string()))?;
+            copy_checked(Path::new(&f.location), &to, &f.signature)
+                .map_err(|e| refuse(e.to_string()))?;
             if single {
                 target = to;
             }
@@ -348,14 +335,15 @@ pub async fn reverify(
     }
     // 5. The hospital's own run over the copies, whose plan must pass the release rules.
     let ctx = session_over(&staged_tables, keys).await?;
-    let reasons = release_refusals(&ctx, &request.sql).await?;
+    let df = plan(&ctx, &request.sql).await?;
+    let reasons = refusals(&ctx, df.logical_plan()).await?;
     if !reasons.is_empty() {
         return Err(Error::ReleaseRefused {
             request: request.request_id.clone(),
             reasons,
         });
     }
-    let plan = physical_plan(&ctx, &request.sql).await?;
+    let plan = df.create_physical_plan().await.map_err(bad_sql)?;
     let own = collect(plan.clone(), ctx.task_ctx())
         .await
         .map_err(|e| refuse(format!("the re-run failed: {e}")))?;
@@ -376,14 +364,15 @@ pub async fn reverify(
 /// `release::policy`), including a run of the plaintext side of each join to check that its keys
 /// are unique.
 pub async fn release_refusals(ctx: &SessionContext, sql_text: &str) -> Result<Vec<String>> {
-    let bad_sql = |e: datafusion::error::DataFusionError| {
-        Error::Data(format!("the request's SQL does not plan here: {e}"))
-    };
-    let df = sql::plan(ctx, sql_text).await.map_err(bad_sql)?;
+    refusals(ctx, plan(ctx, sql_text).await?.logical_plan()).await
+}
+
+/// [`release_refusals`] of a planned (not yet analysed) logical plan.
+async fn refusals(ctx: &SessionContext, logical: &LogicalPlan) -> Result<Vec<String>> {
     let state = ctx.state();
     let analysed = state
         .analyzer()
-        .execute_and_check(df.logical_plan().clone(), state.config_options(), |_, _| {})
+        .execute_and_check(logical.clone(), state.config_options(), |_, _| {})
         .map_err(bad_sql)?;
     let mut check = super::policy::check(&analysed);
     for u in &check.unique_keys {
@@ -414,7 +403,7 @@ pub async fn release_refusals(ctx: &SessionContext, sql_text: &str) -> Result<Ve
 }
 
 /// Copies `from` to `to`, hashing the bytes written; they must be the signed ones.
-fn copy_checked(from: &Path, to: &Path, sha256: &str, size: u64) -> Result<()> {
+fn copy_checked(from: &Path, to: &Path, signature: &FileSignature) -> Result<()> {
     if let Some(p) = to.parent() {
         std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
     }
@@ -423,15 +412,12 @@ fn copy_checked(from: &Path, to: &Path, sha256: &str, size: u64) -> Result<()> {
     let mut w = HashingWriter::new(dst);
     std::io::copy(&mut src, &mut w).map_err(|e| Error::io(from, e))?;
     let (n, sha) = w.finish();
-    if n != size || hex::encode(sha) != sha256 {
-        return Err(Error::Signature {
+    signature
+        .check_content(n, &sha)
+        .map_err(|reason| Error::Signature {
             file: from.to_owned(),
-            reason: format!(
-                "changed after it was signed ({n} bytes now, {size} signed): the content does not match its signature"
-            ),
-        });
-    }
-    Ok(())
+            reason,
+        })
 }
 
 /// The cloud's rows under the hospital's schema, if they are the hospital's rows: same column

@@ -303,7 +303,7 @@ fn manifests_that_omit_or_add_files_and_files_changed_after_signing_are_refused(
     r.files.push(extra);
     reissue(&dir, r, "add.json");
     partial(&dir, "a", "result.parquet", "add.json", &id)
-        .fails_with(&["signed as `hospital=a/a.parquet`, which is not where it is"]);
+        .fails_with(&["signed as `hospital=a/a.parquet` but found as `hospital=a/a2.parquet`"]);
 
     // A's file copied (with its signature) into another folder of the table, both listed: its
     // rows would count twice.
@@ -338,7 +338,7 @@ fn manifests_that_omit_or_add_files_and_files_changed_after_signing_are_refused(
     bytes[mid] ^= 0x10;
     std::fs::write(&file, &bytes).unwrap();
     partial(&dir, "a", "result.parquet", "request.json", &id)
-        .fails_with(&["hospital=c/c.parquet", "changed after it was signed"]);
+        .fails_with(&["hospital=c/c.parquet", "changed after `c` signed it"]);
     assert!(!dir.path("a.partial.json").exists());
 }
 
