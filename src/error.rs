@@ -138,15 +138,12 @@ pub enum Error {
         reasons: Vec<String>,
     },
 
-    /// A partial decryption whose proof does not verify (`who` names its file and party).
-    #[error("{who}: the proof for row {}, column `{column}` does not verify: rejected", row + 1)]
+    /// A party's partial decryptions whose batched proof does not verify (`who` names its file
+    /// and party): at least one of them is not what its share gives.
+    #[error("{who}: the proof of its partial decryptions does not verify: rejected")]
     ProofRejected {
         /// The partial decryption file and its party.
         who: String,
-        /// The cell's column.
-        column: String,
-        /// 0-based.
-        row: u64,
     },
 
     /// A lake file whose signature is missing, unknown to the roster, invalid, or does not match

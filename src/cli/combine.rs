@@ -9,7 +9,8 @@ use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::Privacy;
 use cipherlake::lake::output::BatchWriter;
-use cipherlake::lake::threshold::{combine_result, PartialFile, ResultFile};
+use cipherlake::release::partial::{combine_result, PartialFile, ResultFile};
+use cipherlake::release::requester::RequesterKey;
 
 use super::{progress, Global};
 
@@ -39,6 +40,9 @@ pub(crate) struct Args {
     /// The decryption request the parties re-verified: every partial must be for it.
     #[arg(long, value_name = "FILE")]
     request: Option<PathBuf>,
+    /// The requester's secret key (from `requester-key`): opens the partials sealed to it.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Overwrite an existing output.
     #[arg(long)]
     force: bool,
@@ -78,6 +82,20 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             .with_context(|| format!("{}: not a partial decryption file", p.display()))?;
         partials.push((p.display().to_string(), parsed));
     }
+    let identity = args
+        .identity
+        .as_deref()
+        .map(RequesterKey::load)
+        .transpose()?;
+    if let (Some(r), Some(id)) = (&request, &identity) {
+        anyhow::ensure!(
+            r.recipient == id.recipient(),
+            "request {} is sealed to {}, and --identity is the key of {}: the partials are not for this requester",
+            r.request_id,
+            r.recipient,
+            id.recipient()
+        );
+    }
     let pb = progress::count_bar("verifying proofs", global.quiet);
     let pb2 = pb.clone();
     let combined = combine_result(
@@ -86,6 +104,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         &partials,
         args.min_rows,
         request.as_ref().map(|r| r.request_id.as_str()),
+        identity.as_ref().map(RequesterKey::identity),
         Some(Arc::new(move |n| pb2.inc(n))),
     );
     pb.finish_and_clear();

@@ -11,9 +11,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::FileSet;
-use cipherlake::lake::threshold::{combine_result, partial_decrypt_result, ResultFile};
 use cipherlake::lake::{encrypt_path, EncryptOptions};
 use cipherlake::paillier::threshold;
+use cipherlake::release::partial::{combine_result, partial_decrypt_result, ResultFile};
+use cipherlake::release::policy::Policy;
 use cipherlake::sql::{self, KeyRing};
 use cipherlake::synth;
 use datafusion::arrow::array::RecordBatch;
@@ -190,6 +191,11 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
 
     // 5. The first `threshold` hospitals check each result and partially decrypt it.
     let deciders = &dealt.shares[..th.needed];
+    let policy = Policy {
+        min_rows: args.min_rows,
+        ..Policy::default()
+    };
+    policy.check("--min-rows")?;
     let mut partials = Vec::new();
     stages.time("partial decryption (per hospital)", || {
         for (name, path) in &encrypted {
@@ -198,7 +204,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             for share in deciders {
                 ps.push((
                     share.party().to_owned(),
-                    partial_decrypt_result(pk, share, &result, args.min_rows, None, None)?,
+                    partial_decrypt_result(pk, share, &result, &policy, None, None, None)?,
                 ));
             }
             partials.push((result, ps));
@@ -208,7 +214,15 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let mut plain_results = Vec::new();
     stages.time("combine (verify proofs, decrypt)", || {
         for (result, ps) in &partials {
-            plain_results.push(combine_result(pk, result, ps, args.min_rows, None, None)?);
+            plain_results.push(combine_result(
+                pk,
+                result,
+                ps,
+                args.min_rows,
+                None,
+                None,
+                None,
+            )?);
         }
         Ok(())
     })?;

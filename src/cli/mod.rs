@@ -64,6 +64,8 @@ enum Command {
     Roster(owners::RosterArgs),
     /// Check that lake files are signed by owners on the roster and unchanged since.
     Verify(owners::VerifyArgs),
+    /// Make a requester's key (an age X25519 identity, mode 0600) and print its public half.
+    RequesterKey(owners::RequesterKeyArgs),
 }
 
 /// Options every verb sees.
@@ -140,6 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::OwnerKey(args) => owners::owner_key(args, &global),
         Command::Roster(args) => owners::roster(args, &global),
         Command::Verify(args) => owners::verify(args, &global),
+        Command::RequesterKey(args) => owners::requester_key(args, &global),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cipherlake::lake::atomic::{FileSet, Privacy};
 use cipherlake::lake::io::list_inputs;
+use cipherlake::release::requester::RequesterKey;
 use cipherlake::release::signature::verify_file;
 use cipherlake::release::{OwnerKey, OwnerPublic, Roster};
 
@@ -48,6 +49,35 @@ pub(crate) fn owner_key(args: OwnerKeyArgs, global: &Global) -> anyhow::Result<(
         );
     }
     println!("{}", key.public().key_b64());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RequesterKeyArgs {
+    /// Who the key is for (a name the hospitals know; written in the file's comment).
+    #[arg(long, value_name = "NAME", default_value = "analyst")]
+    name: String,
+    /// The identity file to write (secret, 0600; age's format).
+    #[arg(long, value_name = "FILE")]
+    output: PathBuf,
+    /// Replace an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn requester_key(args: RequesterKeyArgs, global: &Global) -> anyhow::Result<()> {
+    let key = RequesterKey::generate();
+    let mut set = FileSet::begin(&[(args.output.clone(), Privacy::Secret)], args.force)?;
+    set.write(0, key.to_file(&args.name).as_bytes())?;
+    set.commit()?;
+    if !global.quiet {
+        eprintln!(
+            "requester key of `{}` → {} (keep it: mode 0600; combine --identity opens the partials sealed to it); public key below (query --requester-key)",
+            args.name,
+            args.output.display()
+        );
+    }
+    println!("{}", key.recipient());
     Ok(())
 }
 

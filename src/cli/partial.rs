@@ -9,7 +9,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::{Output, Privacy};
-use cipherlake::lake::threshold::{partial_decrypt_result, PartialFile, ResultFile};
+use cipherlake::release::partial::{partial_decrypt_result, PartialFile, ResultFile};
+use cipherlake::release::policy::Policy;
 use cipherlake::release::{verify, Request};
 use cipherlake::sql::KeyRing;
 use serde_json::json;
@@ -33,9 +34,18 @@ pub(crate) struct Args {
     /// Where to write this party's partial decryptions.
     #[arg(long, value_name = "FILE")]
     output: PathBuf,
-    /// Refuse any aggregate over fewer contributing rows (and any individual value).
-    #[arg(long, default_value_t = 11, value_name = "N")]
-    min_rows: u64,
+    /// This hospital's release policy (a `cipherlake.release_policy` JSON file; default:
+    /// min_rows 11, min_owners 1).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Refuse any aggregate over fewer distinct contributing rows (and any individual value);
+    /// overrides the policy file's min_rows.
+    #[arg(long, value_name = "N")]
+    min_rows: Option<u64>,
+    /// Refuse any aggregate whose rows come from fewer owners (needs --request); overrides the
+    /// policy file's min_owners.
+    #[arg(long, value_name = "N")]
+    min_owners: Option<u64>,
     /// The decryption request (from `query --request`): the party re-verifies it (signatures,
     /// the files read, its own run of the SQL, bit for bit) before it decrypts anything.
     #[arg(long, value_name = "FILE", requires = "roster")]
@@ -50,7 +60,30 @@ pub(crate) struct Args {
     force: bool,
 }
 
+/// The policy in force: the file's (or the default), with the flags' overrides.
+fn policy(args: &Args) -> anyhow::Result<Policy> {
+    let mut p = match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    if let Some(n) = args.min_rows {
+        p.min_rows = n;
+    }
+    if let Some(n) = args.min_owners {
+        p.min_owners = n;
+    }
+    p.check("the release policy (--policy, --min-rows, --min-owners)")?;
+    if p.min_owners > 1 && args.request.is_none() {
+        anyhow::bail!(
+            "--min-owners {} needs --request: owners are known only from a re-verified request's signed files",
+            p.min_owners
+        );
+    }
+    Ok(p)
+}
+
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    let policy = policy(&args)?;
     let pk = keyfile::load_threshold_public(&args.key)?;
     super::pin(pk.key_id(), args.key_id.as_deref(), &args.key)?;
     let share = keyfile::load_share(&args.share)?;
@@ -75,21 +108,24 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
     let size = bytes.len() as u64;
     let result = ResultFile::read(&name, Bytes::from(bytes))?;
-    let (result, request_id) = match &args.request {
+    let (result, request) = match &args.request {
         None => (result, None),
         Some(path) => {
-            let (result, id) = reverify(&args, path, &pk, result, size, global)?;
-            (result, Some(id))
+            let (result, request) = reverify(&args, path, &pk, &policy, result, size, global)?;
+            (result, Some(request))
         }
     };
+    let request_id = request.as_ref().map(|r| r.request_id.clone());
+    let cells = result.encrypted_cells();
     let pb = progress::count_bar("partial decryption", global.quiet);
     let pb2 = pb.clone();
     let outcome = match partial_decrypt_result(
         &pk,
         &share,
         &result,
-        args.min_rows,
+        &policy,
         request_id.as_deref(),
+        request.as_ref().map(|r| r.recipient.as_str()),
         Some(Arc::new(move |n| pb2.inc(n))),
     ) {
         Err(e) => Err(("refused", anyhow::Error::from(e))),
@@ -100,7 +136,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     pb.finish_and_clear();
     // The outcome is logged after the write: "granted" means the partials were released.
     let decision = match &outcome {
-        Ok(p) => json!({"decision": "granted", "cells": p.cells.len()}),
+        Ok(_) => json!({"decision": "granted", "cells": cells}),
         Err((decision, e)) => json!({"decision": decision, "reason": super::message(e)}),
     };
     let line = json!({
@@ -109,7 +145,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         "key_id": pk.key_id(),
         "result": name,
         "result_sha256": result.sha256(),
-        "min_rows": args.min_rows,
+        "policy": policy,
         "request_id": request_id,
         "output": args.output.display().to_string(),
         "outcome": decision,
@@ -120,9 +156,12 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let partial = outcome.map_err(|(_, e)| e)?;
     if !global.quiet {
         eprintln!(
-            "party {}: {} cells partially decrypted → {} (logged in {})",
+            "party {}: {cells} cells partially decrypted{} → {} (logged in {})",
             share.party(),
-            partial.cells.len(),
+            partial
+                .sealed_to
+                .as_deref()
+                .map_or(String::new(), |r| format!(", sealed to the requester {r}")),
             args.output.display(),
             audit.display()
         );
@@ -136,10 +175,11 @@ fn reverify(
     args: &Args,
     path: &Path,
     pk: &cipherlake::paillier::PublicKey,
+    policy: &Policy,
     result: ResultFile,
     size: u64,
     global: &Global,
-) -> anyhow::Result<(ResultFile, String)> {
+) -> anyhow::Result<(ResultFile, Request)> {
     let roster = args.roster.load()?.context("--request needs --roster")?;
     let request = Request::load(path)?;
     let mut keys = KeyRing::new();
@@ -153,6 +193,7 @@ fn reverify(
         &request,
         &roster,
         &keys,
+        policy,
         result.sha256(),
         size,
         result.batches(),
@@ -170,8 +211,15 @@ fn reverify(
             owners.join(", "),
             started.elapsed().as_secs_f64()
         );
+        let smallest = checked.cells.iter().map(|c| c.rows).min();
+        eprintln!(
+            "  {} cell(s), each a sum over distinct lake rows (smallest {}), from at least {} owner(s)",
+            checked.cells.len(),
+            smallest.map_or("-".to_owned(), |n| n.to_string()),
+            checked.cells.iter().map(|c| c.owners.len()).min().unwrap_or(0)
+        );
     }
-    Ok((result.with_batches(checked.batches), request.request_id))
+    Ok((result.with_batches(checked.batches), request))
 }
 
 fn write_partial(out: Output, partial: &PartialFile) -> anyhow::Result<()> {

@@ -56,13 +56,22 @@ pub(crate) struct Args {
     force: bool,
     /// Also write a decryption request for the result (needs a Parquet --output and --roster):
     /// the SQL, the tables, every signed lake file read, the result's hash, bound by an id.
-    #[arg(long, value_name = "FILE", requires = "roster")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "roster",
+        requires = "requester_key"
+    )]
     request: Option<PathBuf>,
     #[command(flatten)]
     roster: super::owners::RosterFlags,
     /// Who asks for the decryption (with --request): a name the hospitals know.
     #[arg(long, value_name = "NAME", default_value = "analyst")]
     requester: String,
+    /// The requester's public key (`age1…`, or the file from `requester-key`): hospitals seal
+    /// their partial decryptions to it, and only its secret half can combine them.
+    #[arg(long, value_name = "AGE1…|FILE")]
+    requester_key: Option<String>,
     /// DataFusion partitions (default: one per core).
     #[arg(long, value_name = "N")]
     partitions: Option<usize>,
@@ -83,6 +92,10 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give SQL with -c or -f"),
     };
     let roster = args.roster.load()?;
+    let recipient = match &args.requester_key {
+        Some(k) => cipherlake::release::requester::recipient(k)?,
+        None => String::new(),
+    };
     if args.request.is_some() {
         anyhow::ensure!(
             args.output != "-" && args.format.as_deref().is_none_or(|f| f == "parquet"),
@@ -186,6 +199,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                     &plan,
                     roster,
                     &args.requester,
+                    &recipient,
                     std::path::Path::new(&args.output),
                 )?;
                 let out = Output::file(path, args.force, Privacy::Shared)?;

@@ -8,7 +8,6 @@ pub mod io;
 pub mod output;
 pub mod schema;
 pub mod signed;
-pub mod threshold;
 pub(crate) mod values;
 
 pub use decrypt::decrypt_batch;

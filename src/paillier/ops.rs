@@ -34,6 +34,11 @@ impl Plaintext {
     pub fn is_negative(&self) -> bool {
         self.0 < 0
     }
+
+    /// Its decimal digits (with a sign): an identity of the constant, for provenance forms.
+    pub fn to_decimal(&self) -> String {
+        self.0.to_string()
+    }
 }
 
 impl From<Integer> for Plaintext {

@@ -322,6 +322,170 @@ pub fn verify_partial(
     challenge(pk, th, binding, index, c, &partial.value, &a, &b) == partial.e
 }
 
+/// Domain tag of the batched proof's transcript.
+const BATCH_DOMAIN: &[u8] = b"cipherlake.threshold.batch_proof.v1\0";
+/// Bits of each batch coefficient t_j.
+const BATCH_COEFFICIENT_BITS: usize = 128;
+
+/// One proof that every partial decryption of a batch used the party's share: an
+/// equality-of-discrete-logs proof log_v v_i = log_U Û for the random linear combinations
+/// U = Π (c_j⁴)^(t_j) and Û = Π (c_ij²)^(t_j), the 128-bit t_j drawn from a hash of the whole
+/// batch (Aditya–Peng–Boyd–Dawson–Lee; Tiresias §4.4). Every base is a square first, so the
+/// small-order elements of Z*_{n²} cannot cancel in the combination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchProof {
+    /// Challenge.
+    pub e: Integer,
+    /// Response.
+    pub z: Integer,
+}
+
+/// The combined bases (U, Û) of a batch and the digest every later hash starts from.
+fn batch_bases(
+    pk: &PublicKey,
+    th: &ThresholdPublic,
+    binding: &[u8],
+    index: usize,
+    items: &[(&Integer, &Integer, &[u8])],
+) -> (Integer, Integer, [u8; 32]) {
+    use rayon::prelude::*;
+    let n2 = pk.n_squared();
+    let mut h = Sha256::new();
+    h.update(BATCH_DOMAIN);
+    h.update(pk.key_id().as_bytes());
+    h.update((binding.len() as u32).to_be_bytes());
+    h.update(binding);
+    h.update((index as u64).to_be_bytes());
+    h.update((items.len() as u64).to_be_bytes());
+    for x in [pk.n(), &th.v, &th.verification_keys[index - 1]] {
+        absorb(&mut h, x);
+    }
+    for (c, ci, cell) in items {
+        h.update((cell.len() as u32).to_be_bytes());
+        h.update(cell);
+        absorb(&mut h, c);
+        absorb(&mut h, ci);
+    }
+    let seed: [u8; 32] = h.finalize().into();
+    let coefficient = |j: usize| {
+        let mut h = Sha256::new();
+        h.update(seed);
+        h.update((j as u64).to_be_bytes());
+        let d = h.finalize();
+        Integer::from_digits(&d[..BATCH_COEFFICIENT_BITS / 8], Order::Msf)
+    };
+    // Public exponents: GMP's ordinary powm; each term in parallel, then one product.
+    let (u, uhat) = items
+        .par_iter()
+        .enumerate()
+        .map(|(j, (c, ci, _))| {
+            let t = coefficient(j);
+            let u = pow_signed(c, &(Integer::from(&t) * 4u32), n2);
+            let uhat = pow_signed(ci, &(t * 2u32), n2);
+            (u, uhat)
+        })
+        .reduce(
+            || (Integer::from(1), Integer::from(1)),
+            |(a, b), (c, d)| ((a * c) % n2, (b * d) % n2),
+        );
+    (u, uhat, seed)
+}
+
+fn batch_challenge(
+    seed: &[u8; 32],
+    u: &Integer,
+    uhat: &Integer,
+    a: &Integer,
+    b: &Integer,
+) -> Integer {
+    let mut h = Sha256::new();
+    h.update(BATCH_DOMAIN);
+    h.update(seed);
+    for x in [u, uhat, a, b] {
+        absorb(&mut h, x);
+    }
+    Integer::from_digits(&h.finalize(), Order::Msf)
+}
+
+/// Party `share` partially decrypts every ciphertext of `cells` (each with the bytes that name
+/// it, bound into the proof), proving all of them at once. The ciphertexts are validated on
+/// entry; the share exponentiation is GMP's side-channel-resistant powm.
+pub fn partial_decrypt_batch(
+    pk: &PublicKey,
+    share: &KeyShare,
+    cells: &[(&Ciphertext, Vec<u8>)],
+    binding: &[u8],
+    progress: Option<&(dyn Fn(u64) + Sync)>,
+) -> Result<(Vec<Integer>, Option<BatchProof>)> {
+    use rayon::prelude::*;
+    let th = params(pk)?;
+    let n2 = pk.n_squared();
+    let exp = Integer::from(2u32) * th.delta() * share.secret();
+    let values: Vec<Integer> = cells
+        .par_iter()
+        .map(|(c, _)| {
+            let v = secure_pow(c.as_integer(), &exp, n2);
+            if let Some(p) = progress {
+                p(1);
+            }
+            v
+        })
+        .collect();
+    if cells.is_empty() {
+        return Ok((values, None));
+    }
+    let items: Vec<(&Integer, &Integer, &[u8])> = cells
+        .iter()
+        .zip(&values)
+        .map(|((c, name), v)| (c.as_integer(), v, name.as_slice()))
+        .collect();
+    let (u, uhat, seed) = batch_bases(pk, th, binding, share.index, &items);
+    let r = randomness::random_bits(blinding_bits(pk, th))?;
+    let a = secure_pow(&u, &r, n2);
+    let b = secure_pow(&th.v, &r, n2);
+    let e = batch_challenge(&seed, &u, &uhat, &a, &b);
+    let z = r + &e * th.delta() * share.secret();
+    Ok((values, Some(BatchProof { e, z })))
+}
+
+/// Verifies party `index`'s batch of partial decryptions (ciphertext, partial, name bytes).
+pub fn verify_batch(
+    pk: &PublicKey,
+    index: usize,
+    items: &[(&Ciphertext, &Integer, Vec<u8>)],
+    proof: &BatchProof,
+    binding: &[u8],
+) -> bool {
+    let Some(th) = pk.threshold() else {
+        return false;
+    };
+    if index == 0 || index > th.parties.len() {
+        return false;
+    }
+    if items
+        .iter()
+        .any(|(_, v, _)| pk.ciphertext_from_integer((*v).clone()).is_err())
+        || proof.z < 0
+        || proof.z.significant_bits() > blinding_bits(pk, th) + 1
+        || proof.e < 0
+        || proof.e.significant_bits() > CHALLENGE_BITS
+    {
+        return false;
+    }
+    let n2 = pk.n_squared();
+    let refs: Vec<(&Integer, &Integer, &[u8])> = items
+        .iter()
+        .map(|(c, v, name)| (c.as_integer(), *v, name.as_slice()))
+        .collect();
+    let (u, uhat, seed) = batch_bases(pk, th, binding, index, &refs);
+    let neg_e = Integer::from(-&proof.e);
+    let a = (pow_signed(&u, &proof.z, n2) * pow_signed(&uhat, &neg_e, n2)) % n2;
+    let b = (pow_signed(&th.v, &proof.z, n2)
+        * pow_signed(&th.verification_keys[index - 1], &neg_e, n2))
+        % n2;
+    batch_challenge(&seed, &u, &uhat, &a, &b) == proof.e
+}
+
 /// Combines the partial decryptions of `needed` distinct parties (1-based index, c_i) into the
 /// raw plaintext in [0, n). The partials must have been verified.
 pub fn combine(pk: &PublicKey, partials: &[(usize, &Integer)]) -> Result<Integer> {

@@ -11,8 +11,11 @@
 //! docs/FORMAT.md specifies every file; docs/SECURITY.md says what each check stops.
 
 pub mod owner;
+pub mod partial;
+pub mod plan;
 pub mod policy;
 pub mod request;
+pub mod requester;
 pub mod roster;
 pub mod signature;
 pub mod verify;

@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 
 /// `kind` of a request file.
 pub const KIND: &str = "cipherlake.request";
-const VERSION: u32 = 1;
-const DOMAIN: &str = "cipherlake.request_id.v1";
+const VERSION: u32 = 2;
+const DOMAIN: &str = "cipherlake.request_id.v2";
 /// A request lists at most this many files (each a signature's worth of JSON).
 const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -40,6 +40,9 @@ pub struct Request {
     pub roster_id: String,
     /// Who asks (a name the hospitals know).
     pub requester: String,
+    /// The requester's age X25519 recipient (`age1…`): hospitals seal their partial
+    /// decryptions to it, so that only the requester can combine them.
+    pub recipient: String,
     /// The encrypted result file.
     pub result: ResultEntry,
     /// The labelled digest of everything above (lowercase hex).
@@ -88,6 +91,7 @@ impl Request {
         key_ids: Vec<String>,
         roster_id: String,
         requester: String,
+        recipient: String,
         result: ResultEntry,
     ) -> Self {
         let mut r = Request {
@@ -99,6 +103,7 @@ impl Request {
             key_ids,
             roster_id,
             requester,
+            recipient,
             result,
             request_id: String::new(),
         };
@@ -135,6 +140,7 @@ impl Request {
         }
         h.item("roster_id", self.roster_id.as_bytes());
         h.item("requester", self.requester.as_bytes());
+        h.item("recipient", self.recipient.as_bytes());
         h.item("result.sha256", self.result.sha256.as_bytes());
         h.u64("result.size", self.result.size);
         h.hex()
@@ -198,6 +204,7 @@ mod tests {
             vec!["k".into()],
             "r".into(),
             "analyst".into(),
+            "age1recipient".into(),
             ResultEntry {
                 sha256: "11".repeat(32),
                 size: 5,
@@ -208,12 +215,13 @@ mod tests {
     #[test]
     fn the_id_covers_every_field_and_an_edit_is_refused() {
         let r = request();
-        let edits: [fn(&mut Request); 7] = [
+        let edits: [fn(&mut Request); 8] = [
             |r| r.sql.push(' '),
             |r| r.tables[0].location.push('x'),
             |r| r.files[0].signature.size += 1,
             |r| r.files.clear(),
             |r| r.requester.push('x'),
+            |r| r.recipient.push('x'),
             |r| r.result.size += 1,
             |r| r.roster_id.push('x'),
         ];

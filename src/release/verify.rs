@@ -11,7 +11,10 @@
 //! 5. it runs the SQL itself over the copies and requires the result to equal the cloud's, row
 //!    for row and bit for bit in every encrypted cell (rows in any order; products commute);
 //! 6. the tags that decide what a cell is (aggregate kind, scale, plain type, row count) are taken
-//!    from its own run, never from the cloud's file.
+//!    from its own run, never from the cloud's file;
+//! 7. during that run it traces every released cell back to the lake rows that contributed
+//!    (`sql::trace`): each cell must be a sum over at least the policy's minimum of distinct rows
+//!    from at least its minimum of owners, every row counted once and through the same expression.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +30,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::{DataFrame, SessionContext};
 
+use super::policy::Policy;
 use super::request::{FileEntry, Request, ResultEntry, TableEntry};
 use super::roster::Roster;
 use super::signature::{verify_file, FileSignature};
@@ -44,6 +48,21 @@ pub struct Reverified {
     pub owners: BTreeMap<String, usize>,
     /// Files read.
     pub files: usize,
+    /// Every released cell, traced to its lake rows.
+    pub cells: Vec<CellProvenance>,
+}
+
+/// Where one released cell comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellProvenance {
+    /// Result column.
+    pub column: String,
+    /// 0-based result row.
+    pub row: u64,
+    /// Distinct lake rows that contributed.
+    pub rows: u64,
+    /// Rows per contributing owner.
+    pub owners: BTreeMap<String, u64>,
 }
 
 /// An absolute local table location; object stores and globs are not (yet) supported in
@@ -106,8 +125,15 @@ pub fn make_request(
     plan: &Arc<dyn ExecutionPlan>,
     roster: &Roster,
     requester: &str,
+    recipient: &str,
     result: &Path,
 ) -> Result<Request> {
+    recipient.parse::<age::x25519::Recipient>().map_err(|e| {
+        Error::Invalid(format!(
+            "requester key `{}`: {e}",
+            crate::error::preview(recipient)
+        ))
+    })?;
     let tables = tables
         .iter()
         .map(|(name, location)| {
@@ -149,6 +175,7 @@ pub fn make_request(
         key_ids(&plan.schema())?,
         roster.id().to_owned(),
         requester.to_owned(),
+        recipient.to_owned(),
         ResultEntry {
             sha256: hex::encode(sha),
             size,
@@ -193,6 +220,7 @@ pub async fn reverify(
     request: &Request,
     roster: &Roster,
     keys: &KeyRing,
+    policy: &Policy,
     result_sha256: &str,
     result_size: u64,
     result_batches: &[RecordBatch],
@@ -308,6 +336,7 @@ pub async fn reverify(
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let mut staged_tables = Vec::new();
+    let mut staged_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (i, t) in request.tables.iter().enumerate() {
         let root = stage.path().join(i.to_string());
         let single = Path::new(&t.location).is_file();
@@ -326,6 +355,7 @@ pub async fn reverify(
             let to = root.join(&rel);
             copy_checked(Path::new(&f.location), &to, &f.signature)
                 .map_err(|e| refuse(e.to_string()))?;
+            staged_files.insert(f.location.clone(), to.clone());
             if single {
                 target = to;
             }
@@ -344,11 +374,42 @@ pub async fn reverify(
         });
     }
     let plan = df.create_physical_plan().await.map_err(bad_sql)?;
+    // 6. The run, traced from the staged lake rows to every cell.
+    let owner_names: Vec<String> = request
+        .files
+        .iter()
+        .map(|f| f.signature.owner.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let file_owners: Vec<u16> = request
+        .files
+        .iter()
+        .map(|f| {
+            owner_names
+                .binary_search(&f.signature.owner)
+                .unwrap_or_default() as u16
+        })
+        .collect();
+    let tracing = sql::trace::begin().await;
+    for (i, f) in request.files.iter().enumerate() {
+        let staged = &staged_files[&f.location];
+        seed(&tracing, staged, i as u64, file_owners[i]).map_err(|e| refuse(e.to_string()))?;
+    }
     let own = collect(plan.clone(), ctx.task_ctx())
         .await
         .map_err(|e| refuse(format!("the re-run failed: {e}")))?;
     let schema = plan.schema();
     let batches = same_result(&schema, &own, result_batches).map_err(refuse)?;
+    let (cells, reasons) =
+        provenance(&tracing, &batches, &owner_names, &file_owners, policy, keys)?;
+    drop(tracing);
+    if !reasons.is_empty() {
+        return Err(Error::ReleaseRefused {
+            request: request.request_id.clone(),
+            reasons,
+        });
+    }
     let mut owners = BTreeMap::new();
     for f in &request.files {
         *owners.entry(f.signature.owner.clone()).or_insert(0) += 1;
@@ -357,11 +418,141 @@ pub async fn reverify(
         batches,
         owners,
         files: request.files.len(),
+        cells,
     })
 }
 
+/// Seeds `trace` with every per-row ciphertext of a staged lake file (file `index`, owner
+/// `owner`).
+fn seed(trace: &sql::trace::Trace, path: &Path, index: u64, owner: u16) -> Result<()> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::arrow::ProjectionMask;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let mut columns = Vec::new();
+    for (i, f) in builder.schema().fields().iter().enumerate() {
+        if EncryptedColumn::from_field(f)?.is_some_and(|c| c.aggregate.is_none()) {
+            columns.push(i);
+        }
+    }
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
+    let mut row = 0u64;
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let schema = batch.schema();
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let Some(values) = crate::lake::decrypt::binary_values(array) else {
+                continue;
+            };
+            for (r, v) in values.iter().enumerate() {
+                if let Some(v) = v {
+                    trace.seed(v, index << 32 | (row + r as u64), owner, field.name());
+                }
+            }
+        }
+        row += batch.num_rows() as u64;
+    }
+    Ok(())
+}
+
+/// Every encrypted cell of the result traced to its lake rows, and what the policy refuses.
+fn provenance(
+    trace: &sql::trace::Trace,
+    batches: &[RecordBatch],
+    owner_names: &[String],
+    file_owners: &[u16],
+    policy: &Policy,
+    keys: &KeyRing,
+) -> Result<(Vec<CellProvenance>, Vec<String>)> {
+    use crate::lake::schema::AggregateValue;
+    let mut cells = Vec::new();
+    let mut reasons = Vec::new();
+    let mut offset = 0u64;
+    for batch in batches {
+        let schema = batch.schema();
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let Some(col) = EncryptedColumn::from_field(field)? else {
+                continue;
+            };
+            let Some(values) = crate::lake::decrypt::binary_values(array) else {
+                continue;
+            };
+            let width = keys
+                .get(&col.key_id)
+                .map(|k| k.ciphertext_width())
+                .unwrap_or_default();
+            for (r, v) in values.iter().enumerate() {
+                let Some(v) = v else { continue };
+                let row = offset + r as u64;
+                let at = format!("row {}, column `{}`", row + 1, field.name());
+                if col.aggregate.is_none() {
+                    reasons.push(format!(
+                        "{at}: an individual encrypted value{}; only aggregates are released",
+                        if trace.is_row_value(v) {
+                            " of a lake row"
+                        } else {
+                            ""
+                        }
+                    ));
+                    continue;
+                }
+                let value = AggregateValue::split(v, width)
+                    .map_err(|e| Error::Data(format!("{at}: {e}")))?;
+                let Some(t) = trace.cell(value.ciphertext, value.rows) else {
+                    reasons.push(format!(
+                        "{at}: not an aggregate the hospital's own run computed from lake rows"
+                    ));
+                    continue;
+                };
+                for p in &t.problems {
+                    reasons.push(format!("{at}: {}", p.reason()));
+                }
+                let distinct = t.rows.len();
+                if t.problems.is_empty() && distinct != value.rows {
+                    reasons.push(format!(
+                        "{at}: it counts {} rows but {distinct} distinct lake rows contributed",
+                        value.rows
+                    ));
+                }
+                if distinct < policy.min_rows {
+                    reasons.push(format!(
+                        "{at}: {distinct} distinct lake row(s), fewer than this hospital's minimum of {}",
+                        policy.min_rows
+                    ));
+                }
+                if (t.owners.len() as u64) < policy.min_owners {
+                    reasons.push(format!(
+                        "{at}: rows from {} owner(s), fewer than this hospital's minimum of {}",
+                        t.owners.len(),
+                        policy.min_owners
+                    ));
+                }
+                let mut owners = BTreeMap::new();
+                for (i, &o) in file_owners.iter().enumerate() {
+                    let i = i as u64;
+                    let n = t.rows.range_cardinality((i << 32)..((i + 1) << 32));
+                    if n > 0 {
+                        *owners.entry(owner_names[o as usize].clone()).or_insert(0) += n;
+                    }
+                }
+                cells.push(CellProvenance {
+                    column: field.name().clone(),
+                    row,
+                    rows: distinct,
+                    owners,
+                });
+            }
+        }
+        offset += batch.num_rows() as u64;
+    }
+    Ok((cells, reasons))
+}
+
 /// The release-path refusals of `sql_text` as planned and analysed in `ctx` (see
-/// `release::policy`), including a run of the plaintext side of each join to check that its keys
+/// `release::plan`), including a run of the plaintext side of each join to check that its keys
 /// are unique.
 pub async fn release_refusals(ctx: &SessionContext, sql_text: &str) -> Result<Vec<String>> {
     refusals(ctx, plan(ctx, sql_text).await?.logical_plan()).await
@@ -374,7 +565,7 @@ async fn refusals(ctx: &SessionContext, logical: &LogicalPlan) -> Result<Vec<Str
         .analyzer()
         .execute_and_check(logical.clone(), state.config_options(), |_, _| {})
         .map_err(bad_sql)?;
-    let mut check = super::policy::check(&analysed);
+    let mut check = super::plan::check(&analysed);
     for u in &check.unique_keys {
         use datafusion::functions_aggregate::expr_fn::count;
         use datafusion::logical_expr::{col, lit, LogicalPlanBuilder};

@@ -19,6 +19,7 @@ pub mod policy;
 mod rewrite;
 mod syntax;
 pub mod table;
+pub mod trace;
 mod udaf;
 mod udf;
 

@@ -964,7 +964,7 @@ fn b20_b21_a_bad_extra_partial_is_left_out_and_duplicate_columns_refused() {
         dir.partial(p, "r.parquet", &format!("{p}.json"), &[]).ok();
     }
     let mut c: Value = dir.json("c.json");
-    c["cells"][0]["z"] = c["cells"][1]["z"].clone();
+    c["open"]["proof"]["z"] = c["open"]["proof"]["e"].clone();
     dir.write("c-bad.json", c.to_string());
     // The bad one first: it is rejected, named, and the two good ones give the result.
     let run = dir.combine(

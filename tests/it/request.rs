@@ -50,6 +50,9 @@ fn owners(dir: &Dir) -> String {
             .ok();
         roster.extend(["--owner", f.as_str()]);
     }
+    // The analyst's key: hospitals seal their partials to it.
+    dir.run(&["requester-key", "--output", "requester.key", "-q"])
+        .ok();
     dir.run(&roster).ok().trim().to_owned()
 }
 
@@ -88,6 +91,8 @@ fn query(dir: &Dir, sql: &str, out: &str, request: &str) -> Run {
             request,
             "--roster",
             "roster.json",
+            "--requester-key",
+            "requester.key",
             "-q",
             "--force",
         ],
@@ -154,6 +159,7 @@ fn reissue(dir: &Dir, r: Request, to: &str) {
         r.key_ids,
         r.roster_id,
         r.requester,
+        r.recipient,
         r.result,
     );
     dir.write(to, r.to_json().unwrap());
@@ -200,12 +206,19 @@ fn the_honest_path_releases_to_the_requester_and_matches_plaintext() {
         run.ok();
     }
     let a = dir.json("a.partial.json");
-    assert_eq!(a["version"], 2);
+    assert_eq!(a["version"], 3);
     assert_eq!(a["request_id"], req["request_id"]);
     let out = dir.combine(
         "result.parquet",
         &["a.partial.json", "c.partial.json"],
-        &["--request", "request.json", "--format", "csv"],
+        &[
+            "--request",
+            "request.json",
+            "--identity",
+            "requester.key",
+            "--format",
+            "csv",
+        ],
     );
     // north: a 15 + b 16 + c 19 rows; south likewise; the sums from the CSVs.
     let mut expect = std::collections::BTreeMap::new();
@@ -228,6 +241,36 @@ fn the_honest_path_releases_to_the_requester_and_matches_plaintext() {
         ));
     }
     assert_eq!(out.ok(), want);
+    // Only the requester can combine: the partials are sealed to its key; nothing in them is
+    // in the clear, the cloud (no identity) and another requester's key cannot open them.
+    assert!(a["open"].is_null() && a["sealed"].is_string(), "{a}");
+    assert_eq!(a["sealed_to"], req["recipient"]);
+    dir.combine(
+        "result.parquet",
+        &["a.partial.json", "c.partial.json"],
+        &["--request", "request.json"],
+    )
+    .fails_with(&[
+        "sealed to the requester",
+        "needs the requester's secret key",
+    ]);
+    dir.run(&["requester-key", "--output", "other.key", "-q"])
+        .ok();
+    dir.combine(
+        "result.parquet",
+        &["a.partial.json", "c.partial.json"],
+        &["--request", "request.json", "--identity", "other.key"],
+    )
+    .fails_with(&["the partials are not for this requester"]);
+    dir.combine(
+        "result.parquet",
+        &["a.partial.json", "c.partial.json"],
+        &["--identity", "other.key"],
+    )
+    .fails_with(&[
+        "cannot open its sealed partials",
+        "2 of 3 parties are needed",
+    ]);
     // The audit log records the request.
     let log = dir.read("audit-a.log");
     assert!(log.contains(req["request_id"].as_str().unwrap()), "{log}");
@@ -440,7 +483,7 @@ fn partials_cannot_be_replayed_onto_another_request_nor_their_minimum_edited() {
     dir.combine(
         "result.parquet",
         &["a.partial.json", "c.partial.json"],
-        &["--request", "other.json"],
+        &["--request", "other.json", "--identity", "requester.key"],
     )
     .fails_with(&["not for request", &other, "2 of 3 parties are needed"]);
     // The partials relabelled for the other request: the proofs bind the request.
@@ -455,21 +498,28 @@ fn partials_cannot_be_replayed_onto_another_request_nor_their_minimum_edited() {
     dir.combine(
         "result.parquet",
         &["a.replayed.json", "c.replayed.json"],
-        &["--request", "other.json"],
+        &["--request", "other.json", "--identity", "requester.key"],
     )
     .fails_with(&["does not verify", "2 of 3 parties are needed"]);
-    // B6(iii): min_rows edited down in both partials: every proof fails.
+    // B6(iii): min_rows edited down in both partials: the policy's digest is in the proof.
     for p in ["a", "c"] {
         let text = dir.read(&format!("{p}.partial.json"));
         dir.write(
             &format!("{p}.edited.json"),
-            text.replace("\"min_rows\": 11", "\"min_rows\": 1"),
+            text.replace("\"min_rows\": 11", "\"min_rows\": 2"),
         );
     }
     dir.combine(
         "result.parquet",
         &["a.edited.json", "c.edited.json"],
-        &["--request", "request.json", "--min-rows", "1"],
+        &[
+            "--request",
+            "request.json",
+            "--identity",
+            "requester.key",
+            "--min-rows",
+            "2",
+        ],
     )
     .fails_with(&["does not verify", "2 of 3 parties are needed"]);
 }
@@ -578,6 +628,8 @@ fn every_query_in_queries_releases_through_a_re_verified_request() {
             "r.json",
             "--roster",
             "roster.json",
+            "--requester-key",
+            "requester.key",
             "-q",
             "--force",
         ])
@@ -588,9 +640,131 @@ fn every_query_in_queries_releases_through_a_re_verified_request() {
         let out = dir.combine(
             "r.parquet",
             &["a.partial.json", "b.partial.json"],
-            &["--request", "r.json", "--format", "csv"],
+            &[
+                "--request",
+                "r.json",
+                "--identity",
+                "requester.key",
+                "--format",
+                "csv",
+            ],
         );
         let csv = out.ok();
         assert!(csv.lines().count() > 1, "{}: {csv}", file.display());
     }
+}
+
+#[test]
+fn provenance_refuses_what_the_plan_alone_does_not_show_and_policies_bind() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    // SQL cannot choose a weight per row (CASE on ciphertexts is refused); a filter down to one
+    // patient passes the plan rules, and the trace counts one distinct row.
+    let one = "SELECT SUM(cost) FILTER (WHERE patient_id = 20) AS one FROM adm";
+    query(&dir, one, "r.parquet", "r.json").ok();
+    partial(&dir, "a", "r.parquet", "r.json", &id).fails_with(&[
+        "refused on the release path",
+        "row 1, column `one`: 1 distinct lake row(s), fewer than this hospital's minimum of 11",
+    ]);
+    assert!(!dir.path("a.partial.json").exists());
+    // A colluding owner signs a file of eleven copies of another hospital's row for patient 20:
+    // every signature checks, the row count says 11, the sum is 11 times one patient's cost.
+    // The trace finds the same ciphertext eleven times.
+    let a_rows = batches(&dir, "lake/hospital=a/a.parquet");
+    let ids = a_rows[0]
+        .column_by_name("patient_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .clone();
+    let at = ids.iter().position(|v| v == Some(20)).unwrap() as u32;
+    let copies = datafusion::arrow::array::UInt32Array::from(vec![at; 11]);
+    let cols = a_rows[0]
+        .columns()
+        .iter()
+        .map(|c| datafusion::arrow::compute::take(c, &copies, None).unwrap())
+        .collect();
+    let copied = RecordBatch::try_new(a_rows[0].schema(), cols).unwrap();
+    write_batches(&dir, "lake/hospital=c/copy.parquet", &[copied]);
+    let file = dir.path("lake/hospital=c/copy.parquet");
+    let (size, sha) = cipherlake::lake::signed::hash_file(&file).unwrap();
+    let key = cipherlake::release::OwnerKey::load(&dir.path("owners/c.signing.json")).unwrap();
+    let roster = cipherlake::release::Roster::load(&dir.path("roster.json"), None).unwrap();
+    let sig = cipherlake::release::FileSignature::sign(
+        &key,
+        roster.key_id(),
+        &cipherlake::lake::signed::partition_path(&file),
+        size,
+        &sha,
+        cipherlake::release::signature::now(),
+    );
+    std::fs::write(
+        cipherlake::lake::signed::sidecar(&file),
+        sig.to_json().unwrap(),
+    )
+    .unwrap();
+    dir.run(&["verify", "--roster", "roster.json", "lake"]).ok();
+    let copied_sql =
+        "SELECT SUM(cost) AS t, COUNT(*) AS n FROM adm WHERE hospital = 'c' AND patient_id = 20";
+    query(&dir, copied_sql, "r.parquet", "r.json").ok();
+    partial(&dir, "a", "r.parquet", "r.json", &id).fails_with(&[
+        "row 1, column `t`: it includes a ciphertext that occurs twice in the lake files",
+        "row 1, column `t`: a lake row contributes to it more than once",
+    ]);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(cipherlake::lake::signed::sidecar(&file)).unwrap();
+    // Per-hospital groups have one owner each: a policy asking for two owners refuses them and
+    // says which cells; per-region groups have all three.
+    let policy = dir.path("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":11,"min_owners":2}"#,
+    )
+    .unwrap();
+    let with_policy = |result: &str, request: &str| {
+        dir.partial(
+            "a",
+            result,
+            "a.partial.json",
+            &[
+                "--request",
+                request,
+                "--roster",
+                "roster.json",
+                "--roster-id",
+                &id,
+                "--policy",
+                policy.to_str().unwrap(),
+                "--force",
+            ],
+        )
+    };
+    query(
+        &dir,
+        "SELECT hospital, SUM(cost) AS t FROM adm GROUP BY hospital ORDER BY hospital",
+        "h.parquet",
+        "h.json",
+    )
+    .ok();
+    with_policy("h.parquet", "h.json").fails_with(&[
+        "row 1, column `t`: rows from 1 owner(s), fewer than this hospital's minimum of 2",
+        "row 3, column `t`",
+    ]);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+    with_policy("result.parquet", "request.json").ok();
+    // The policy is in the partial, and an owners' minimum needs a request to know owners.
+    let p: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("a.partial.json")).unwrap())
+            .unwrap();
+    assert_eq!(p["policy"]["min_owners"], 2);
+    dir.partial(
+        "a",
+        "result.parquet",
+        "x.json",
+        &["--min-owners", "2", "--force"],
+    )
+    .fails_with(&["--min-owners 2 needs --request"]);
+    dir.partial("a", "result.parquet", "x.json", &["--min-rows", "1"])
+        .fails_with(&["min_rows 1 would release individual values"]);
 }

@@ -3,7 +3,10 @@
 use std::sync::OnceLock;
 
 use cipherlake::paillier::hazmat;
-use cipherlake::paillier::threshold::{combine, partial_decrypt, verify_partial, Dealt, Partial};
+use cipherlake::paillier::threshold::{
+    combine, partial_decrypt, partial_decrypt_batch, verify_batch, verify_partial, BatchProof,
+    Dealt, Partial,
+};
 use proptest::prelude::*;
 use rug::Integer;
 
@@ -61,6 +64,55 @@ proptest! {
             _ => index = 3,
         }
         prop_assert!(!verify_partial(&d.public, index, &c, &bad, binding));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10))]
+
+    /// One batched proof covers every cell of a party: an honest batch verifies; changing any
+    /// one partial (by any factor, −1 included), the proof, the binding, a cell's name or the
+    /// party makes it fail.
+    #[test]
+    fn batched_proofs_catch_any_wrong_cell(
+        ms in proptest::collection::vec(any::<i32>(), 1..6),
+        which in 0usize..6,
+        cell in 0usize..6,
+        delta in 2u32..1000,
+    ) {
+        let d = dealt();
+        let pk = &d.public;
+        let n2 = pk.n_squared();
+        let cs: Vec<_> = ms.iter().map(|&m| pk.encrypt(&Integer::from(m)).unwrap()).collect();
+        let named: Vec<_> = cs.iter().enumerate().map(|(i, c)| (c, vec![i as u8])).collect();
+        let (values, proof) = partial_decrypt_batch(pk, &d.shares[1], &named, b"bind", None).unwrap();
+        let proof: BatchProof = proof.unwrap();
+        fn items<'a>(cs: &'a [cipherlake::paillier::Ciphertext], vs: &'a [Integer]) -> Vec<(&'a cipherlake::paillier::Ciphertext, &'a Integer, Vec<u8>)> {
+            cs.iter().zip(vs).enumerate().map(|(i, (c, v))| (c, v, vec![i as u8])).collect()
+        }
+        let vs = values.clone();
+        prop_assert!(verify_batch(pk, 2, &items(&cs, &vs), &proof, b"bind"));
+        let j = cell % cs.len();
+        let mut vs = values.clone();
+        if which == 0 {
+            vs[j] = Integer::from(&vs[j] * delta) % n2;
+        }
+        let mut its = items(&cs, &vs);
+        let (mut p, mut binding, mut index) = (proof.clone(), &b"bind"[..], 2usize);
+        match which {
+            0 => {}
+            1 => p.z += delta,
+            2 => p.e += delta,
+            3 => binding = b"other",
+            4 => index = 3,
+            _ => its[j].2 = vec![99],
+        }
+        prop_assert!(!verify_batch(pk, index, &its, &p, binding));
+        // A partial times −1 (of order 2, which squaring would hide) changes the transcript
+        // every coefficient is drawn from: it fails too.
+        let mut flipped = values.clone();
+        flipped[j] = Integer::from(n2 - &flipped[j]);
+        prop_assert!(!verify_batch(pk, 2, &items(&cs, &flipped), &proof, b"bind"));
     }
 }
 
@@ -185,15 +237,19 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
 
     // A tampered partial value, and a tampered proof.
     edit("b.partial.json", "b-value.json", &|v| {
-        v["cells"][0]["value"] = v["cells"][1]["value"].clone()
+        v["open"]["cells"][0]["value"] = v["open"]["cells"][1]["value"].clone()
     });
     combine(&["a.partial.json", "b-value.json"]).fails_with(&[
         "party b",
         "does not verify",
         "rejected",
     ]);
+    let a_proof: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&dir.read("a.partial.json")).unwrap()["open"]
+            ["proof"]
+            .clone();
     edit("b.partial.json", "b-proof.json", &|v| {
-        v["cells"][0]["z"] = v["cells"][1]["z"].clone()
+        v["open"]["proof"] = a_proof.clone()
     });
     combine(&["a.partial.json", "b-proof.json"]).fails_with(&["party b", "does not verify"]);
     // A duplicated party.

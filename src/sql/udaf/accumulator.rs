@@ -13,6 +13,16 @@ use crate::lake::schema::AggregateValue;
 use crate::lake::values::fixed_size_binary;
 use crate::paillier::Sum;
 use crate::sql::encrypted::{bad_ciphertext, CipherInput};
+use crate::sql::trace::{self, CellTrace, Trace};
+
+/// A cell's provenance while a trace runs (see `sql::trace`): what one value adds to it.
+fn trace_value(t: &Trace, cell: &mut CellTrace, aggregate: bool, bytes: &[u8], rows: u64) {
+    if aggregate {
+        cell.merge(t.cell(bytes, rows).as_ref());
+    } else {
+        cell.add_value(t.origin(bytes));
+    }
+}
 
 /// Calls `f(row, ciphertext bytes, contributing rows)` for every non-NULL value that passes the
 /// filter, whichever binary type carries the values. `aggregate`: the values are aggregate values
@@ -82,6 +92,7 @@ pub(crate) struct CipherSumAccumulator {
     input: CipherInput,
     acc: Sum,
     rows: u64,
+    trace: Option<(Arc<Trace>, CellTrace)>,
 }
 
 impl CipherSumAccumulator {
@@ -91,6 +102,7 @@ impl CipherSumAccumulator {
             input,
             acc: Sum::new(),
             rows: 0,
+            trace: trace::current().map(|t| (t, CellTrace::default())),
         }
     }
 
@@ -98,12 +110,20 @@ impl CipherSumAccumulator {
     /// checked 0 < c < n² on the way; gcd(c, n) = 1 is left to decryption (a product has a
     /// factor in common with n exactly when one of its factors does).
     fn add(&mut self, array: &ArrayRef, aggregate: bool) -> Result<()> {
-        let Self { input, acc, rows } = self;
+        let Self {
+            input,
+            acc,
+            rows,
+            trace,
+        } = self;
         let m = input.key.modulus();
         for_each_value(input, aggregate, array, None, |_, bytes, k| {
             acc.add_le(m, bytes)
                 .map_err(|why| bad_ciphertext(&input.name, why))?;
             *rows += k;
+            if let Some((t, cell)) = trace {
+                trace_value(t, cell, aggregate, bytes, k);
+            }
             Ok(())
         })
     }
@@ -116,6 +136,9 @@ impl CipherSumAccumulator {
         }
         let mut out = vec![0u8; size];
         write_value(&mut out, &self.acc, self.rows, w);
+        if let Some((t, cell)) = &self.trace {
+            t.record_cell(&out[..w], self.rows, cell.clone());
+        }
         ScalarValue::FixedSizeBinary(size as i32, Some(out))
     }
 }
@@ -149,6 +172,7 @@ pub(crate) struct CipherSumGroupsAccumulator {
     input: CipherInput,
     accs: Vec<Sum>,
     rows: Vec<u64>,
+    trace: Option<(Arc<Trace>, Vec<CellTrace>)>,
 }
 
 impl CipherSumGroupsAccumulator {
@@ -158,6 +182,7 @@ impl CipherSumGroupsAccumulator {
             input,
             accs: Vec::new(),
             rows: Vec::new(),
+            trace: trace::current().map(|t| (t, Vec::new())),
         }
     }
 
@@ -173,7 +198,17 @@ impl CipherSumGroupsAccumulator {
             self.accs.resize(total, Sum::new());
             self.rows.resize(total, 0);
         }
-        let Self { input, accs, rows } = self;
+        let Self {
+            input,
+            accs,
+            rows,
+            trace,
+        } = self;
+        if let Some((_, cells)) = trace {
+            if cells.len() < total {
+                cells.resize(total, CellTrace::default());
+            }
+        }
         let m = input.key.modulus();
         for_each_value(input, aggregate, array, filter, |i, bytes, k| {
             let g = groups[i];
@@ -181,6 +216,9 @@ impl CipherSumGroupsAccumulator {
                 .add_le(m, bytes)
                 .map_err(|why| bad_ciphertext(&input.name, why))?;
             rows[g] += k;
+            if let Some((t, cells)) = trace {
+                trace_value(t, &mut cells[g], aggregate, bytes, k);
+            }
             Ok(())
         })
     }
@@ -188,17 +226,38 @@ impl CipherSumGroupsAccumulator {
     fn emit(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let accs = emit_to.take_needed(&mut self.accs);
         let rows = emit_to.take_needed(&mut self.rows);
-        values_array(&accs, &rows, self.input.key.width())
+        let traced = match &mut self.trace {
+            Some((t, cells)) => {
+                let mut taken = emit_to.take_needed(cells);
+                taken.resize(accs.len(), CellTrace::default());
+                Some((&**t, taken))
+            }
+            None => None,
+        };
+        values_array(&accs, &rows, self.input.key.width(), traced)
     }
 }
 
-/// An array of aggregate values; NULL where no row contributed.
-fn values_array(accs: &[Sum], rows: &[u64], width: usize) -> Result<ArrayRef> {
+/// An array of aggregate values; NULL where no row contributed. While a trace runs, each value
+/// is recorded with its cell's provenance.
+fn values_array(
+    accs: &[Sum],
+    rows: &[u64],
+    width: usize,
+    traced: Option<(&Trace, Vec<CellTrace>)>,
+) -> Result<ArrayRef> {
     let size = AggregateValue::width(width);
     let mut buf = vec![0u8; accs.len() * size];
     for ((out, acc), &r) in buf.chunks_exact_mut(size).zip(accs).zip(rows) {
         if r > 0 {
             write_value(out, acc, r, width);
+        }
+    }
+    if let Some((t, cells)) = traced {
+        for ((out, &r), cell) in buf.chunks_exact(size).zip(rows).zip(cells) {
+            if r > 0 {
+                t.record_cell(&out[..width], r, cell);
+            }
         }
     }
     fixed_size_binary(buf, size, rows.iter().map(|&r| r > 0))
@@ -252,19 +311,25 @@ impl GroupsAccumulator for CipherSumGroupsAccumulator {
         let mut accs = vec![Sum::new(); n];
         let mut rows = vec![0u64; n];
         let key = &self.input.key;
+        let aggregate = self.input.is_aggregate();
+        let mut cells = self.trace.as_ref().map(|_| vec![CellTrace::default(); n]);
         for_each_value(
             &self.input,
-            self.input.is_aggregate(),
+            aggregate,
             &values[0],
             opt_filter,
             |i, bytes, k| {
                 accs[i] = Sum::of_le(key.modulus(), bytes)
                     .map_err(|why| bad_ciphertext(&self.input.name, why))?;
                 rows[i] = k;
+                if let (Some((t, _)), Some(cells)) = (&self.trace, cells.as_mut()) {
+                    trace_value(t, &mut cells[i], aggregate, bytes, k);
+                }
                 Ok(())
             },
         )?;
-        Ok(vec![values_array(&accs, &rows, key.width())?])
+        let traced = self.trace.as_ref().map(|(t, _)| t.as_ref()).zip(cells);
+        Ok(vec![values_array(&accs, &rows, key.width(), traced)?])
     }
 
     fn size(&self) -> usize {

@@ -30,6 +30,7 @@ use crate::lake::values::{fixed_size_binary, parse_decimal};
 use crate::paillier::{Ciphertext, Modulus, Plaintext, NOT_INVERTIBLE};
 use crate::sql::encrypted::{bad_ciphertext, CipherInput};
 use crate::sql::policy::Refusal;
+use crate::sql::trace::{self, Trace};
 
 /// Which per-row function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -351,7 +352,55 @@ impl ScalarUDFImpl for CipherScalar {
             out.push(value);
         }
         invert_rows(m, &mut out, &to_invert, &plan.a.name)?;
-        Ok(ColumnarValue::Array(ciphertext_array(&out, key.width())?))
+        let array = ciphertext_array(&out, key.width())?;
+        if let Some(t) = trace::current() {
+            trace_rows(
+                &t,
+                self.op,
+                &plan,
+                &array,
+                &a_bytes,
+                b_bytes.as_deref(),
+                k_values.as_deref(),
+            );
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+/// Records the origin and form of each output row while a trace runs (see `sql::trace`): the form
+/// is the operation, its scale shifts and its constant, applied to the inputs' forms.
+fn trace_rows(
+    t: &Trace,
+    op: Op,
+    plan: &Plan,
+    out: &ArrayRef,
+    a: &[Option<&[u8]>],
+    b: Option<&[Option<&[u8]>]>,
+    k: Option<&[Option<Plaintext>]>,
+) {
+    let Some(values) = binary_values(out) else {
+        return;
+    };
+    let shift_b = plan.b.as_ref().map_or(0, |(_, s)| *s);
+    let shifts = format!("{}:{}", plan.shift_a, shift_b);
+    for (i, v) in values.iter().enumerate() {
+        let (Some(v), Some(abytes)) = (v, a[i]) else {
+            continue;
+        };
+        let mut inputs = vec![t.origin(abytes)];
+        if let Some(bb) = b.and_then(|b| b[i]) {
+            inputs.push(t.origin(bb));
+        }
+        let constant = k
+            .and_then(|k| k[i].as_ref())
+            .map(Plaintext::to_decimal)
+            .unwrap_or_default();
+        t.derive(
+            v,
+            &[op.name().as_bytes(), shifts.as_bytes(), constant.as_bytes()],
+            &inputs,
+        );
     }
 }
 

@@ -1,25 +1,30 @@
 //! Threshold decryption of a query result file. Each party checks the request (its key, every
-//! ciphertext's validity, and the disclosure policy: only aggregates over at least `min_rows`
-//! rows, never individual values) and writes partial decryptions with proofs, bound to the exact
-//! result file by its SHA-256. `combine` verifies every proof, needs `needed` distinct parties,
-//! and turns the encrypted cells into plaintext, suppressing small counts.
+//! ciphertext's validity, and its release policy: only aggregates over at least `min_rows` rows,
+//! never individual values) and writes its partial decryptions with **one** batched proof, bound
+//! to the result file, the request and the party's policy, and sealed to the requester's age
+//! key. `combine` opens them with the requester's secret, verifies each party's batch, needs
+//! `needed` distinct parties, and turns the encrypted cells into plaintext, suppressing small
+//! counts under the strictest policy of the parties used.
 
 use std::collections::{BTreeMap, HashSet};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use bytes::Bytes;
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 use rug::Integer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::decrypt::{binary_values, decrypted_schema, plain_column};
-use super::io::Progress;
-use super::schema::{AggregateValue, EncryptedColumn};
+use super::policy::Policy;
 use crate::error::{join_limited, Error, Result};
+use crate::lake::decrypt::{binary_values, decrypted_schema, plain_column};
+use crate::lake::io::Progress;
+use crate::lake::schema::{AggregateValue, EncryptedColumn};
 use crate::paillier::threshold::{
-    combine, params, partial_decrypt, verify_partial, KeyShare, Partial,
+    combine, params, partial_decrypt_batch, verify_batch, BatchProof, KeyShare,
 };
 use crate::paillier::wire::b64_int;
 use crate::paillier::{Ciphertext, PublicKey};
@@ -29,10 +34,11 @@ pub const PARTIAL_KIND: &str = "cipherlake.partial_decryption";
 
 /// One party's partial decryptions of every encrypted cell of one result file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PartialFile {
     /// Always [`PARTIAL_KIND`].
     pub kind: String,
-    /// Format version (2: the proofs bind the request and the minimum too).
+    /// Format version (3: one batched proof, bound to the request and the policy; sealed).
     pub version: u32,
     /// The key id of the threshold key.
     pub key_id: String,
@@ -42,18 +48,49 @@ pub struct PartialFile {
     pub index: usize,
     /// Lowercase hex SHA-256 of the result file these partials are for.
     pub result_sha256: String,
-    /// The minimum contributing rows the party required (bound into every proof).
-    pub min_rows: u64,
     /// The id of the decryption request the party re-verified, if it was given one (bound into
-    /// every proof, so that a partial cannot be replayed onto another request).
+    /// the proof, so that a partial cannot be replayed onto another request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// One entry per encrypted, non-NULL cell.
-    pub cells: Vec<PartialCell>,
+    /// The release policy the party applied (its digest is bound into the proof).
+    pub policy: Policy,
+    /// The age recipient the partials are sealed to (the request's requester), if sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_to: Option<String>,
+    /// The partials and their proof, age-encrypted to `sealed_to` (base64url of the age file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+    /// The partials and their proof in the clear (no requester key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<Partials>,
 }
 
-/// A partial decryption of one cell, with its proof.
+/// A party's partial decryptions and the one proof that covers them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partials {
+    /// One entry per encrypted, non-NULL cell, in result order.
+    pub cells: Vec<PartialCell>,
+    /// The batched proof (absent when there are no cells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofJson>,
+}
+
+/// A batched proof as written.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofJson {
+    /// Challenge (base64url).
+    #[serde(with = "b64_int")]
+    pub e: Integer,
+    /// Response (base64url).
+    #[serde(with = "b64_int")]
+    pub z: Integer,
+}
+
+/// A partial decryption of one cell.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PartialCell {
     /// Column name.
     pub column: String,
@@ -62,12 +99,13 @@ pub struct PartialCell {
     /// c_i (base64url).
     #[serde(with = "b64_int")]
     pub value: Integer,
-    /// Proof challenge (base64url).
-    #[serde(with = "b64_int")]
-    pub e: Integer,
-    /// Proof response (base64url).
-    #[serde(with = "b64_int")]
-    pub z: Integer,
+}
+
+impl PartialFile {
+    /// How many cells it holds (None when sealed: only the requester can tell).
+    pub fn cell_count(&self) -> Option<usize> {
+        self.open.as_ref().map(|p| p.cells.len())
+    }
 }
 
 /// An encrypted cell of a result.
@@ -104,6 +142,23 @@ impl ResultFile {
     /// Lowercase hex SHA-256 of the file.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// How many encrypted, non-NULL cells it holds.
+    pub fn encrypted_cells(&self) -> usize {
+        self.batches
+            .iter()
+            .flat_map(|b| {
+                let schema = b.schema();
+                schema
+                    .fields()
+                    .iter()
+                    .zip(b.columns())
+                    .filter(|(f, _)| matches!(EncryptedColumn::from_field(f), Ok(Some(_))))
+                    .map(|(_, a)| a.len() - a.null_count())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
     }
 
     /// The batches as read.
@@ -189,24 +244,22 @@ impl ResultFile {
 }
 
 /// The partial decryption format this build writes and reads.
-pub const PARTIAL_VERSION: u32 = 2;
+pub const PARTIAL_VERSION: u32 = 3;
 
-/// What ties a proof to one cell of one result, one request and one party's minimum:
-/// `result SHA-256 (hex) ‖ 0 ‖ request id (hex, or nothing) ‖ 0 ‖ min_rows (8 bytes) ‖ column ‖
-/// 0 ‖ row (8 bytes)`.
-fn binding(
-    result_sha256: &str,
-    request_id: Option<&str>,
-    min_rows: u64,
-    column: &str,
-    row: u64,
-) -> Vec<u8> {
+/// What ties a party's batch to one result, one request and one policy:
+/// `result SHA-256 (hex) ‖ 0 ‖ request id (hex, or nothing) ‖ 0 ‖ policy digest (32 bytes)`.
+fn binding(result_sha256: &str, request_id: Option<&str>, policy: &Policy) -> Vec<u8> {
     let mut b = result_sha256.as_bytes().to_vec();
     b.push(0);
     b.extend_from_slice(request_id.unwrap_or("").as_bytes());
     b.push(0);
-    b.extend_from_slice(&min_rows.to_be_bytes());
-    b.extend_from_slice(column.as_bytes());
+    b.extend_from_slice(&policy.digest());
+    b
+}
+
+/// What names one cell inside a batch: `column ‖ 0 ‖ row (8 bytes)`.
+fn cell_name(column: &str, row: u64) -> Vec<u8> {
+    let mut b = column.as_bytes().to_vec();
     b.push(0);
     b.extend_from_slice(&row.to_be_bytes());
     b
@@ -234,46 +287,73 @@ fn policy_violations(cells: &[Cell], min_rows: u64) -> Vec<String> {
 }
 
 /// Party `share` partially decrypts every encrypted cell of `result`, after checking the key and
-/// the policy. `progress` is called with the number of cells done.
+/// the policy, with one batched proof; sealed to `recipient` (an age X25519 recipient) when
+/// given. `progress` is called with the number of cells done.
 pub fn partial_decrypt_result(
     pk: &PublicKey,
     share: &KeyShare,
     result: &ResultFile,
-    min_rows: u64,
+    policy: &Policy,
     request_id: Option<&str>,
+    recipient: Option<&str>,
     progress: Option<Progress>,
 ) -> Result<PartialFile> {
     share.check_against(pk)?;
     let cells = result.cells(pk)?;
-    let bad = policy_violations(&cells, min_rows);
+    let bad = policy_violations(&cells, policy.min_rows);
     if !bad.is_empty() {
         return Err(Error::PolicyRefused {
             result: result.name.clone(),
-            min_rows,
+            min_rows: policy.min_rows,
             violations: bad,
         });
     }
-    let out = cells
-        .par_iter()
-        .map(|c| {
-            let p = partial_decrypt(
-                pk,
-                share,
-                &c.ciphertext,
-                &binding(&result.sha256, request_id, min_rows, &c.column, c.row),
-            )?;
-            if let Some(cb) = &progress {
-                cb(1);
-            }
-            Ok(PartialCell {
-                column: c.column.clone(),
-                row: c.row,
-                value: p.value,
-                e: p.e,
-                z: p.z,
+    let recipient = recipient
+        .map(|r| {
+            r.parse::<age::x25519::Recipient>().map_err(|e| {
+                Error::Invalid(format!("requester key `{}`: {e}", crate::error::preview(r)))
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .transpose()?;
+    let named: Vec<(&Ciphertext, Vec<u8>)> = cells
+        .iter()
+        .map(|c| (&c.ciphertext, cell_name(&c.column, c.row)))
+        .collect();
+    let (values, proof) = partial_decrypt_batch(
+        pk,
+        share,
+        &named,
+        &binding(&result.sha256, request_id, policy),
+        progress.as_deref().map(|p| p as &(dyn Fn(u64) + Sync)),
+    )?;
+    let partials = Partials {
+        cells: cells
+            .iter()
+            .zip(values)
+            .map(|(c, value)| PartialCell {
+                column: c.column.clone(),
+                row: c.row,
+                value,
+            })
+            .collect(),
+        proof: proof.map(|p| ProofJson { e: p.e, z: p.z }),
+    };
+    let (sealed_to, sealed, open) = match &recipient {
+        Some(r) => {
+            let json = zeroize::Zeroizing::new(
+                serde_json::to_vec(&partials)
+                    .map_err(|e| Error::Data(format!("cannot write partials: {e}")))?,
+            );
+            let sealed = age::encrypt(r, &json)
+                .map_err(|e| Error::Data(format!("cannot seal the partials: {e}")))?;
+            (
+                Some(r.to_string()),
+                Some(URL_SAFE_NO_PAD.encode(sealed)),
+                None,
+            )
+        }
+        None => (None, None, Some(partials)),
+    };
     Ok(PartialFile {
         kind: PARTIAL_KIND.into(),
         version: PARTIAL_VERSION,
@@ -281,9 +361,11 @@ pub fn partial_decrypt_result(
         party: share.party().into(),
         index: share.index(),
         result_sha256: result.sha256.clone(),
-        min_rows,
         request_id: request_id.map(str::to_owned),
-        cells: out,
+        policy: *policy,
+        sealed_to,
+        sealed,
+        open,
     })
 }
 
@@ -294,7 +376,7 @@ type CellKey = (String, u64);
 struct VerifiedParty {
     index: usize,
     party: String,
-    min_rows: u64,
+    policy: Policy,
     values: BTreeMap<CellKey, Integer>,
 }
 
@@ -313,7 +395,40 @@ pub struct Combined {
     pub suppressed: usize,
 }
 
-/// Checks one party's partial file against the result and verifies every proof in it.
+/// Opens a party's partials: the clear ones, or the sealed ones with the requester's identity.
+fn open_partials(
+    who: &str,
+    p: &PartialFile,
+    identity: Option<&age::x25519::Identity>,
+) -> Result<Partials> {
+    match (&p.open, &p.sealed) {
+        (Some(open), None) => Ok(open.clone()),
+        (None, Some(sealed)) => {
+            let Some(identity) = identity else {
+                return Err(Error::Data(format!(
+                    "{who}: sealed to the requester ({}); combining needs the requester's secret key",
+                    p.sealed_to.as_deref().unwrap_or("?")
+                )));
+            };
+            let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| {
+                Error::Data(format!("{who}: its sealed partials are not base64url"))
+            })?;
+            let json = zeroize::Zeroizing::new(age::decrypt(identity, &bytes).map_err(|e| {
+                Error::Data(format!(
+                    "{who}: cannot open its sealed partials with the requester's key ({e}): sealed to another requester?"
+                ))
+            })?);
+            serde_json::from_slice(&json)
+                .map_err(|e| Error::Data(format!("{who}: its sealed partials are not valid: {e}")))
+        }
+        _ => Err(Error::Data(format!(
+            "{who}: a partial file holds either sealed or open partials"
+        ))),
+    }
+}
+
+/// Checks one party's partial file against the result and verifies its batched proof.
+#[allow(clippy::too_many_arguments)]
 fn verify_party(
     pk: &PublicKey,
     result: &ResultFile,
@@ -321,6 +436,7 @@ fn verify_party(
     file: &str,
     p: &PartialFile,
     request: Option<&str>,
+    identity: Option<&age::x25519::Identity>,
     progress: Option<&Progress>,
 ) -> Result<VerifiedParty> {
     let th = params(pk)?;
@@ -330,7 +446,7 @@ fn verify_party(
     }
     if p.version != PARTIAL_VERSION {
         return Err(Error::Data(format!(
-            "{who}: partial decryption format version {} is not supported (this build reads {PARTIAL_VERSION}, whose proofs bind the request and the minimum): partially decrypt again",
+            "{who}: partial decryption format version {} is not supported (this build reads {PARTIAL_VERSION}, whose one proof binds the request and the policy): partially decrypt again",
             p.version
         )));
     }
@@ -360,52 +476,63 @@ fn verify_party(
             p.result_sha256, result.sha256
         )));
     }
-    let by_cell: BTreeMap<(&str, u64), &PartialCell> = p
+    p.policy.check(&who)?;
+    let partials = open_partials(&who, p, identity)?;
+    let by_cell: BTreeMap<(&str, u64), &PartialCell> = partials
         .cells
         .iter()
         .map(|c| ((c.column.as_str(), c.row), c))
         .collect();
-    let values = cells
-        .par_iter()
-        .map(|cell| {
-            let at = || format!("row {}, column `{}`", cell.row + 1, cell.column);
-            let pc = by_cell
-                .get(&(cell.column.as_str(), cell.row))
-                .ok_or_else(|| Error::Data(format!("{who}: no partial decryption for {}", at())))?;
-            let partial = Partial {
-                value: pc.value.clone(),
-                e: pc.e.clone(),
-                z: pc.z.clone(),
-            };
-            if !verify_partial(
-                pk,
-                p.index,
-                &cell.ciphertext,
-                &partial,
-                &binding(
-                    &result.sha256,
-                    p.request_id.as_deref(),
-                    p.min_rows,
-                    &cell.column,
-                    cell.row,
-                ),
-            ) {
-                return Err(Error::ProofRejected {
-                    who: who.clone(),
-                    column: cell.column.clone(),
-                    row: cell.row,
-                });
-            }
-            if let Some(cb) = progress {
-                cb(1);
-            }
-            Ok(((cell.column.clone(), cell.row), partial.value))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
+    if by_cell.len() != partials.cells.len() || partials.cells.len() != cells.len() {
+        return Err(Error::Data(format!(
+            "{who}: {} partial decryptions for {} encrypted cells",
+            partials.cells.len(),
+            cells.len()
+        )));
+    }
+    let mut items = Vec::with_capacity(cells.len());
+    for cell in cells {
+        let pc = by_cell
+            .get(&(cell.column.as_str(), cell.row))
+            .ok_or_else(|| {
+                Error::Data(format!(
+                    "{who}: no partial decryption for row {}, column `{}`",
+                    cell.row + 1,
+                    cell.column
+                ))
+            })?;
+        items.push((
+            &cell.ciphertext,
+            &pc.value,
+            cell_name(&cell.column, cell.row),
+        ));
+    }
+    if !items.is_empty() {
+        let proof = partials
+            .proof
+            .as_ref()
+            .ok_or_else(|| Error::Data(format!("{who}: no proof for its partial decryptions")))?;
+        let proof = BatchProof {
+            e: proof.e.clone(),
+            z: proof.z.clone(),
+        };
+        let bind = binding(&result.sha256, p.request_id.as_deref(), &p.policy);
+        if !verify_batch(pk, p.index, &items, &proof, &bind) {
+            return Err(Error::ProofRejected { who: who.clone() });
+        }
+    }
+    if let Some(cb) = progress {
+        cb(items.len() as u64);
+    }
+    let values = items
+        .into_iter()
+        .zip(cells)
+        .map(|((_, v, _), cell)| ((cell.column.clone(), cell.row), v.clone()))
+        .collect();
     Ok(VerifiedParty {
         index: p.index,
         party: p.party.clone(),
-        min_rows: p.min_rows,
+        policy: p.policy,
         values,
     })
 }
@@ -413,13 +540,16 @@ fn verify_party(
 /// Verifies partials and combines them into the plaintext result. Partials are taken in the
 /// order given until `needed` of them verify; a bad one (wrong result, wrong key, a proof that
 /// fails, a party given twice) is set aside with its reason, and combining goes on without it.
-/// Counts (from `paillier_count`) that decrypt to 1..min_rows−1 are suppressed (NULL).
+/// Counts (from `paillier_count`) that decrypt to 1..min_rows−1 are suppressed (NULL), under the
+/// strictest minimum of `min_rows` and the parties used. Sealed partials need `identity`, the
+/// requester's secret key.
 pub fn combine_result(
     pk: &PublicKey,
     result: &ResultFile,
     partials: &[(String, PartialFile)],
     min_rows: u64,
     request: Option<&str>,
+    identity: Option<&age::x25519::Identity>,
     progress: Option<Progress>,
 ) -> Result<Combined> {
     let th = params(pk)?;
@@ -436,7 +566,16 @@ pub fn combine_result(
                 .push(format!("{file}: party {} is given twice", p.party));
             continue;
         }
-        match verify_party(pk, result, &cells, file, p, request, progress.as_ref()) {
+        match verify_party(
+            pk,
+            result,
+            &cells,
+            file,
+            p,
+            request,
+            identity,
+            progress.as_ref(),
+        ) {
             Ok(v) => verified.push(v),
             Err(e) => out.rejected.push(e.to_string()),
         }
@@ -460,7 +599,13 @@ pub fn combine_result(
     }
     verified.sort_by_key(|v| v.index);
     // The strictest minimum of the parties whose proofs were used (each bound into its proofs).
-    let min_rows = min_rows.max(verified.iter().map(|v| v.min_rows).max().unwrap_or(0));
+    let min_rows = min_rows.max(
+        verified
+            .iter()
+            .map(|v| v.policy.min_rows)
+            .max()
+            .unwrap_or(0),
+    );
 
     // The plaintext of every cell.
     let plain: BTreeMap<(String, u64), Integer> = cells
