@@ -287,6 +287,12 @@ pub fn partial_decrypt(
     Ok(Partial { value: ci, e, z })
 }
 
+/// The threshold parameters, if `index` is one of their parties.
+fn party_params(pk: &PublicKey, index: usize) -> Option<&ThresholdPublic> {
+    pk.threshold()
+        .filter(|th| index >= 1 && index <= th.parties.len())
+}
+
 /// Verifies party `index`'s partial decryption of `c` for `binding`.
 pub fn verify_partial(
     pk: &PublicKey,
@@ -295,12 +301,9 @@ pub fn verify_partial(
     partial: &Partial,
     binding: &[u8],
 ) -> bool {
-    let Some(th) = pk.threshold() else {
+    let Some(th) = party_params(pk, index) else {
         return false;
     };
-    if index == 0 || index > th.parties.len() {
-        return false;
-    }
     let n2 = pk.n_squared();
     if pk.ciphertext_from_integer(partial.value.clone()).is_err()
         || partial.z < 0
@@ -456,12 +459,9 @@ pub fn verify_batch(
     proof: &BatchProof,
     binding: &[u8],
 ) -> bool {
-    let Some(th) = pk.threshold() else {
+    let Some(th) = party_params(pk, index) else {
         return false;
     };
-    if index == 0 || index > th.parties.len() {
-        return false;
-    }
     if items
         .iter()
         .any(|(_, v, _)| pk.ciphertext_from_integer((*v).clone()).is_err())
