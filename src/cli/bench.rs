@@ -365,30 +365,27 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
     let recipient = requester.recipient();
     let policy = Policy::default();
     let t = Instant::now();
-    let pa = partial_decrypt_result(
-        pk,
-        &d.shares[0],
-        &result,
-        &policy,
-        None,
-        Some(&recipient),
-        None,
-    )?;
-    let pb = partial_decrypt_result(
-        pk,
-        &d.shares[2],
-        &result,
-        &policy,
-        None,
-        Some(&recipient),
-        None,
-    )?;
+    let partials = [("a", 0usize), ("c", 2)]
+        .iter()
+        .map(|&(name, i)| {
+            let p = partial_decrypt_result(
+                pk,
+                &d.shares[i],
+                &result,
+                &policy,
+                None,
+                Some(&recipient),
+                None,
+            )?;
+            Ok((name.to_owned(), p))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let partial_secs = t.elapsed().as_secs_f64() / 2.0;
     let t = Instant::now();
     let combined = combine_result(
         pk,
         &result,
-        &[("a".into(), pa), ("c".into(), pb)],
+        &partials,
         11,
         None,
         Some(requester.identity()),

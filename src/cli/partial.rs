@@ -116,7 +116,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         }
     };
     let request_id = request.as_ref().map(|r| r.request_id.clone());
-    let cells = result.encrypted_cells();
+    let cells = result.encrypted_cells()?;
     let pb = progress::count_bar("partial decryption", global.quiet);
     let pb2 = pb.clone();
     let outcome = match partial_decrypt_result(

@@ -279,12 +279,54 @@ pub fn partial_decrypt(
     // Secret exponent: GMP's side-channel-resistant powm (odd modulus, positive exponent).
     let ci = secure_pow(c, &exp, n2);
     let u = pow_signed(c, &Integer::from(4), n2);
-    let r = randomness::random_bits(blinding_bits(pk, th))?;
-    let a = secure_pow(&u, &r, n2);
-    let b = secure_pow(&th.v, &r, n2);
-    let e = challenge(pk, th, binding, share.index, c, &ci, &a, &b);
-    let z = r + &e * th.delta() * share.secret();
+    let (e, z) = dleq_prove(pk, th, share, &u, |a, b| {
+        challenge(pk, th, binding, share.index, c, &ci, a, b)
+    })?;
     Ok(Partial { value: ci, e, z })
+}
+
+/// A proof that log_u û = log_v v_i (= Δ·s_i): commitments a = u^r, b = v^r for a fresh r,
+/// the challenge e = `challenge(a, b)`, the response z = r + e·Δ·s_i.
+fn dleq_prove(
+    pk: &PublicKey,
+    th: &ThresholdPublic,
+    share: &KeyShare,
+    u: &Integer,
+    challenge: impl FnOnce(&Integer, &Integer) -> Integer,
+) -> Result<(Integer, Integer)> {
+    let n2 = pk.n_squared();
+    let r = randomness::random_bits(blinding_bits(pk, th))?;
+    let a = secure_pow(u, &r, n2);
+    let b = secure_pow(&th.v, &r, n2);
+    let e = challenge(&a, &b);
+    let z = r + &e * th.delta() * share.secret();
+    Ok((e, z))
+}
+
+/// The commitments a = u^z·û^(−e), b = v^z·v_i^(−e) that a proof (e, z) of log_u û = log_v v_i
+/// for party `index` must hash back to; None when e or z is out of range.
+fn dleq_commitments(
+    pk: &PublicKey,
+    th: &ThresholdPublic,
+    index: usize,
+    u: &Integer,
+    uhat: &Integer,
+    e: &Integer,
+    z: &Integer,
+) -> Option<(Integer, Integer)> {
+    if *z < 0
+        || z.significant_bits() > blinding_bits(pk, th) + 1
+        || *e < 0
+        || e.significant_bits() > CHALLENGE_BITS
+    {
+        return None;
+    }
+    let n2 = pk.n_squared();
+    let neg_e = Integer::from(-e);
+    let a = (pow_signed(u, z, n2) * pow_signed(uhat, &neg_e, n2)) % n2;
+    let b =
+        (pow_signed(&th.v, z, n2) * pow_signed(&th.verification_keys[index - 1], &neg_e, n2)) % n2;
+    Some((a, b))
 }
 
 /// The threshold parameters, if `index` is one of their parties.
@@ -305,23 +347,15 @@ pub fn verify_partial(
         return false;
     };
     let n2 = pk.n_squared();
-    if pk.ciphertext_from_integer(partial.value.clone()).is_err()
-        || partial.z < 0
-        || partial.z.significant_bits() > blinding_bits(pk, th) + 1
-        || partial.e < 0
-        || partial.e.significant_bits() > CHALLENGE_BITS
-    {
+    if pk.ciphertext_from_integer(partial.value.clone()).is_err() {
         return false;
     }
     let c = c.as_integer();
     let u = pow_signed(c, &Integer::from(4), n2);
     let uhat = pow_signed(&partial.value, &Integer::from(2), n2);
-    let neg_e = Integer::from(-&partial.e);
-    // a' = u^z · û^(−e), b' = v^z · v_i^(−e)
-    let a = (pow_signed(&u, &partial.z, n2) * pow_signed(&uhat, &neg_e, n2)) % n2;
-    let b = (pow_signed(&th.v, &partial.z, n2)
-        * pow_signed(&th.verification_keys[index - 1], &neg_e, n2))
-        % n2;
+    let Some((a, b)) = dleq_commitments(pk, th, index, &u, &uhat, &partial.e, &partial.z) else {
+        return false;
+    };
     challenge(pk, th, binding, index, c, &partial.value, &a, &b) == partial.e
 }
 
@@ -335,11 +369,14 @@ const BATCH_COEFFICIENT_BITS: usize = 128;
 /// U = Π (c_j⁴)^(t_j) and Û = Π (c_ij²)^(t_j), the 128-bit t_j drawn from a hash of the whole
 /// batch (Aditya–Peng–Boyd–Dawson–Lee; Tiresias §4.4). Every base is a square first, so the
 /// small-order elements of Z*_{n²} cannot cancel in the combination.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchProof {
-    /// Challenge.
+    /// Challenge (base64url in files).
+    #[serde(with = "super::wire::b64_int")]
     pub e: Integer,
-    /// Response.
+    /// Response (base64url in files).
+    #[serde(with = "super::wire::b64_int")]
     pub z: Integer,
 }
 
@@ -443,11 +480,9 @@ pub fn partial_decrypt_batch(
         .map(|((c, name), v)| (c.as_integer(), v, name.as_slice()))
         .collect();
     let (u, uhat, seed) = batch_bases(pk, th, binding, share.index, &items);
-    let r = randomness::random_bits(blinding_bits(pk, th))?;
-    let a = secure_pow(&u, &r, n2);
-    let b = secure_pow(&th.v, &r, n2);
-    let e = batch_challenge(&seed, &u, &uhat, &a, &b);
-    let z = r + &e * th.delta() * share.secret();
+    let (e, z) = dleq_prove(pk, th, share, &u, |a, b| {
+        batch_challenge(&seed, &u, &uhat, a, b)
+    })?;
     Ok((values, Some(BatchProof { e, z })))
 }
 
@@ -465,24 +500,17 @@ pub fn verify_batch(
     if items
         .iter()
         .any(|(_, v, _)| pk.ciphertext_from_integer((*v).clone()).is_err())
-        || proof.z < 0
-        || proof.z.significant_bits() > blinding_bits(pk, th) + 1
-        || proof.e < 0
-        || proof.e.significant_bits() > CHALLENGE_BITS
     {
         return false;
     }
-    let n2 = pk.n_squared();
     let refs: Vec<(&Integer, &Integer, &[u8])> = items
         .iter()
         .map(|(c, v, name)| (c.as_integer(), *v, name.as_slice()))
         .collect();
     let (u, uhat, seed) = batch_bases(pk, th, binding, index, &refs);
-    let neg_e = Integer::from(-&proof.e);
-    let a = (pow_signed(&u, &proof.z, n2) * pow_signed(&uhat, &neg_e, n2)) % n2;
-    let b = (pow_signed(&th.v, &proof.z, n2)
-        * pow_signed(&th.verification_keys[index - 1], &neg_e, n2))
-        % n2;
+    let Some((a, b)) = dleq_commitments(pk, th, index, &u, &uhat, &proof.e, &proof.z) else {
+        return false;
+    };
     batch_challenge(&seed, &u, &uhat, &a, &b) == proof.e
 }
 

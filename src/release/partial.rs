@@ -6,12 +6,14 @@
 //! `needed` distinct parties, and turns the encrypted cells into plaintext, suppressing small
 //! counts under the strictest policy of the parties used.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::Field;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 use rug::Integer;
@@ -73,19 +75,7 @@ pub struct Partials {
     pub cells: Vec<PartialCell>,
     /// The batched proof (absent when there are no cells).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof: Option<ProofJson>,
-}
-
-/// A batched proof as written.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProofJson {
-    /// Challenge (base64url).
-    #[serde(with = "b64_int")]
-    pub e: Integer,
-    /// Response (base64url).
-    #[serde(with = "b64_int")]
-    pub z: Integer,
+    pub proof: Option<BatchProof>,
 }
 
 /// A partial decryption of one cell.
@@ -99,13 +89,6 @@ pub struct PartialCell {
     /// c_i (base64url).
     #[serde(with = "b64_int")]
     pub value: Integer,
-}
-
-impl PartialFile {
-    /// How many cells it holds (None when sealed: only the requester can tell).
-    pub fn cell_count(&self) -> Option<usize> {
-        self.open.as_ref().map(|p| p.cells.len())
-    }
 }
 
 /// An encrypted cell of a result.
@@ -145,20 +128,13 @@ impl ResultFile {
     }
 
     /// How many encrypted, non-NULL cells it holds.
-    pub fn encrypted_cells(&self) -> usize {
-        self.batches
-            .iter()
-            .flat_map(|b| {
-                let schema = b.schema();
-                schema
-                    .fields()
-                    .iter()
-                    .zip(b.columns())
-                    .filter(|(f, _)| matches!(EncryptedColumn::from_field(f), Ok(Some(_))))
-                    .map(|(_, a)| a.len() - a.null_count())
-                    .collect::<Vec<_>>()
-            })
-            .sum()
+    pub fn encrypted_cells(&self) -> Result<usize> {
+        let mut n = 0;
+        each_encrypted_cell(&self.name, &self.batches, |_, _, _, _| {
+            n += 1;
+            Ok(())
+        })?;
+        Ok(n)
     }
 
     /// The batches as read.
@@ -187,60 +163,76 @@ impl ResultFile {
                 }
             }
         }
-        let mut cells = Vec::new();
-        let mut offset = 0u64;
-        for batch in &self.batches {
-            let schema = batch.schema();
-            for (field, array) in schema.fields().iter().zip(batch.columns()) {
-                let Some(col) = EncryptedColumn::from_field(field)? else {
-                    continue;
-                };
-                if col.key_id != pk.key_id() {
-                    return Err(Error::KeyMismatch {
-                        expected: pk.key_id().into(),
-                        found: col.key_id,
-                        context: format!(
-                            " ({}: column `{}` is encrypted under another key)",
-                            self.name,
-                            field.name()
-                        ),
-                    });
-                }
-                let values = binary_values(array).ok_or_else(|| {
-                    Error::Data(format!(
-                        "{}: column `{}` is not binary",
-                        self.name,
-                        field.name()
-                    ))
-                })?;
-                for (i, v) in values.iter().enumerate() {
-                    let Some(bytes) = v else { continue };
-                    let row = offset + i as u64;
-                    let at =
-                        || format!("{}: row {}, column `{}`", self.name, row + 1, field.name());
-                    let (ct, rows) = match col.aggregate {
-                        Some(_) => {
-                            let v = AggregateValue::split(bytes, pk.ciphertext_width())
-                                .map_err(|e| Error::Data(format!("{}: {e}", at())))?;
-                            (v.ciphertext, Some(v.rows))
-                        }
-                        None => (*bytes, None),
-                    };
-                    let ciphertext = pk
-                        .ciphertext_from_le_bytes(ct)
-                        .map_err(|e| Error::Data(format!("{}: {e}", at())))?;
-                    cells.push(Cell {
-                        column: field.name().clone(),
-                        row,
-                        ciphertext,
-                        rows,
-                    });
+        if let Some(batch) = self.batches.first() {
+            for field in batch.schema().fields() {
+                match EncryptedColumn::from_field(field)? {
+                    Some(col) if col.key_id != pk.key_id() => {
+                        return Err(Error::KeyMismatch {
+                            expected: pk.key_id().into(),
+                            found: col.key_id,
+                            context: format!(
+                                " ({}: column `{}` is encrypted under another key)",
+                                self.name,
+                                field.name()
+                            ),
+                        })
+                    }
+                    _ => {}
                 }
             }
-            offset += batch.num_rows() as u64;
         }
+        let mut cells = Vec::new();
+        each_encrypted_cell(&self.name, &self.batches, |field, col, row, bytes| {
+            let at = || format!("{}: row {}, column `{}`", self.name, row + 1, field.name());
+            let (ct, rows) = match col.aggregate {
+                Some(_) => {
+                    let v = AggregateValue::split(bytes, pk.ciphertext_width())
+                        .map_err(|e| Error::Data(format!("{}: {e}", at())))?;
+                    (v.ciphertext, Some(v.rows))
+                }
+                None => (bytes, None),
+            };
+            let ciphertext = pk
+                .ciphertext_from_le_bytes(ct)
+                .map_err(|e| Error::Data(format!("{}: {e}", at())))?;
+            cells.push(Cell {
+                column: field.name().clone(),
+                row,
+                ciphertext,
+                rows,
+            });
+            Ok(())
+        })?;
         Ok(cells)
     }
+}
+
+/// Calls `f(field, column, row, bytes)` for every encrypted, non-NULL cell of `batches`, rows
+/// numbered from 0 across the batches; `name` names the result in messages.
+pub(crate) fn each_encrypted_cell(
+    name: &str,
+    batches: &[RecordBatch],
+    mut f: impl FnMut(&Field, &EncryptedColumn, u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut offset = 0u64;
+    for batch in batches {
+        let schema = batch.schema();
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let Some(col) = EncryptedColumn::from_field(field)? else {
+                continue;
+            };
+            let values = binary_values(array).ok_or_else(|| {
+                Error::Data(format!("{name}: column `{}` is not binary", field.name()))
+            })?;
+            for (i, v) in values.iter().enumerate() {
+                if let Some(bytes) = v {
+                    f(field, &col, offset + i as u64, bytes)?;
+                }
+            }
+        }
+        offset += batch.num_rows() as u64;
+    }
+    Ok(())
 }
 
 /// The partial decryption format this build writes and reads.
@@ -309,11 +301,7 @@ pub fn partial_decrypt_result(
         });
     }
     let recipient = recipient
-        .map(|r| {
-            r.parse::<age::x25519::Recipient>().map_err(|e| {
-                Error::Invalid(format!("requester key `{}`: {e}", crate::error::preview(r)))
-            })
-        })
+        .map(super::requester::parse_recipient)
         .transpose()?;
     let named: Vec<(&Ciphertext, Vec<u8>)> = cells
         .iter()
@@ -336,7 +324,7 @@ pub fn partial_decrypt_result(
                 value,
             })
             .collect(),
-        proof: proof.map(|p| ProofJson { e: p.e, z: p.z }),
+        proof,
     };
     let (sealed_to, sealed, open) = match &recipient {
         Some(r) => {
@@ -396,13 +384,13 @@ pub struct Combined {
 }
 
 /// Opens a party's partials: the clear ones, or the sealed ones with the requester's identity.
-fn open_partials(
+fn open_partials<'a>(
     who: &str,
-    p: &PartialFile,
+    p: &'a PartialFile,
     identity: Option<&age::x25519::Identity>,
-) -> Result<Partials> {
+) -> Result<Cow<'a, Partials>> {
     match (&p.open, &p.sealed) {
-        (Some(open), None) => Ok(open.clone()),
+        (Some(open), None) => Ok(Cow::Borrowed(open)),
         (None, Some(sealed)) => {
             let Some(identity) = identity else {
                 return Err(Error::Data(format!(
@@ -512,12 +500,8 @@ fn verify_party(
             .proof
             .as_ref()
             .ok_or_else(|| Error::Data(format!("{who}: no proof for its partial decryptions")))?;
-        let proof = BatchProof {
-            e: proof.e.clone(),
-            z: proof.z.clone(),
-        };
         let bind = binding(&result.sha256, p.request_id.as_deref(), &p.policy);
-        if !verify_batch(pk, p.index, &items, &proof, &bind) {
+        if !verify_batch(pk, p.index, &items, proof, &bind) {
             return Err(Error::ProofRejected { who: who.clone() });
         }
     }

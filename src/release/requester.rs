@@ -65,14 +65,16 @@ impl RequesterKey {
     }
 }
 
+/// An age X25519 recipient (`age1…`), checked.
+pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient> {
+    s.parse::<age::x25519::Recipient>()
+        .map_err(|e| Error::Invalid(format!("requester key `{}`: {e}", crate::error::preview(s))))
+}
+
 /// A recipient given as `age1…` or as a file holding it (a `.pub` file or an identity file's
 /// `# public key:` line); checked.
 pub fn recipient(arg: &str) -> Result<String> {
-    let parse = |s: &str| {
-        s.parse::<age::x25519::Recipient>()
-            .ok()
-            .map(|r| r.to_string())
-    };
+    let parse = |s: &str| parse_recipient(s).ok().map(|r| r.to_string());
     if let Some(r) = parse(arg.trim()) {
         return Ok(r);
     }

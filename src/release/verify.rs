@@ -128,12 +128,7 @@ pub fn make_request(
     recipient: &str,
     result: &Path,
 ) -> Result<Request> {
-    recipient.parse::<age::x25519::Recipient>().map_err(|e| {
-        Error::Invalid(format!(
-            "requester key `{}`: {e}",
-            crate::error::preview(recipient)
-        ))
-    })?;
+    super::requester::parse_recipient(recipient)?;
     let tables = tables
         .iter()
         .map(|(name, location)| {
@@ -394,7 +389,7 @@ pub async fn reverify(
     let tracing = sql::trace::begin().await;
     for (i, f) in request.files.iter().enumerate() {
         let staged = &staged_files[&f.location];
-        seed(&tracing, staged, i as u64, file_owners[i]).map_err(|e| refuse(e.to_string()))?;
+        seed(&tracing, staged, i as u64).map_err(|e| refuse(e.to_string()))?;
     }
     let own = collect(plan.clone(), ctx.task_ctx())
         .await
@@ -422,9 +417,9 @@ pub async fn reverify(
     })
 }
 
-/// Seeds `trace` with every per-row ciphertext of a staged lake file (file `index`, owner
-/// `owner`).
-fn seed(trace: &sql::trace::Trace, path: &Path, index: u64, owner: u16) -> Result<()> {
+/// Seeds `trace` with every per-row ciphertext of a staged lake file (file `index`), as row
+/// `index << 32 | row in file`.
+fn seed(trace: &sql::trace::Trace, path: &Path, index: u64) -> Result<()> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -449,7 +444,7 @@ fn seed(trace: &sql::trace::Trace, path: &Path, index: u64, owner: u16) -> Resul
             };
             for (r, v) in values.iter().enumerate() {
                 if let Some(v) = v {
-                    trace.seed(v, index << 32 | (row + r as u64), owner, field.name());
+                    trace.seed(v, index << 32 | (row + r as u64), field.name());
                 }
             }
         }
@@ -458,7 +453,8 @@ fn seed(trace: &sql::trace::Trace, path: &Path, index: u64, owner: u16) -> Resul
     Ok(())
 }
 
-/// Every encrypted cell of the result traced to its lake rows, and what the policy refuses.
+/// Every encrypted cell of the result traced to its lake rows (row ids `file << 32 | row`, the
+/// file's owner from `file_owners`), and what the policy refuses.
 fn provenance(
     trace: &sql::trace::Trace,
     batches: &[RecordBatch],
@@ -470,84 +466,70 @@ fn provenance(
     use crate::lake::schema::AggregateValue;
     let mut cells = Vec::new();
     let mut reasons = Vec::new();
-    let mut offset = 0u64;
-    for batch in batches {
-        let schema = batch.schema();
-        for (field, array) in schema.fields().iter().zip(batch.columns()) {
-            let Some(col) = EncryptedColumn::from_field(field)? else {
-                continue;
-            };
-            let Some(values) = crate::lake::decrypt::binary_values(array) else {
-                continue;
-            };
-            let width = keys
-                .get(&col.key_id)
-                .map(|k| k.ciphertext_width())
-                .unwrap_or_default();
-            for (r, v) in values.iter().enumerate() {
-                let Some(v) = v else { continue };
-                let row = offset + r as u64;
-                let at = format!("row {}, column `{}`", row + 1, field.name());
-                if col.aggregate.is_none() {
-                    reasons.push(format!(
-                        "{at}: an individual encrypted value{}; only aggregates are released",
-                        if trace.is_row_value(v) {
-                            " of a lake row"
-                        } else {
-                            ""
-                        }
-                    ));
-                    continue;
+    super::partial::each_encrypted_cell("the result", batches, |field, col, row, v| {
+        let at = format!("row {}, column `{}`", row + 1, field.name());
+        if col.aggregate.is_none() {
+            reasons.push(format!(
+                "{at}: an individual encrypted value{}; only aggregates are released",
+                if trace.is_row_value(v) {
+                    " of a lake row"
+                } else {
+                    ""
                 }
-                let value = AggregateValue::split(v, width)
-                    .map_err(|e| Error::Data(format!("{at}: {e}")))?;
-                let Some(t) = trace.cell(value.ciphertext, value.rows) else {
-                    reasons.push(format!(
-                        "{at}: not an aggregate the hospital's own run computed from lake rows"
-                    ));
-                    continue;
-                };
-                for p in &t.problems {
-                    reasons.push(format!("{at}: {}", p.reason()));
-                }
-                let distinct = t.rows.len();
-                if t.problems.is_empty() && distinct != value.rows {
-                    reasons.push(format!(
-                        "{at}: it counts {} rows but {distinct} distinct lake rows contributed",
-                        value.rows
-                    ));
-                }
-                if distinct < policy.min_rows {
-                    reasons.push(format!(
-                        "{at}: {distinct} distinct lake row(s), fewer than this hospital's minimum of {}",
-                        policy.min_rows
-                    ));
-                }
-                if (t.owners.len() as u64) < policy.min_owners {
-                    reasons.push(format!(
-                        "{at}: rows from {} owner(s), fewer than this hospital's minimum of {}",
-                        t.owners.len(),
-                        policy.min_owners
-                    ));
-                }
-                let mut owners = BTreeMap::new();
-                for (i, &o) in file_owners.iter().enumerate() {
-                    let i = i as u64;
-                    let n = t.rows.range_cardinality((i << 32)..((i + 1) << 32));
-                    if n > 0 {
-                        *owners.entry(owner_names[o as usize].clone()).or_insert(0) += n;
-                    }
-                }
-                cells.push(CellProvenance {
-                    column: field.name().clone(),
-                    row,
-                    rows: distinct,
-                    owners,
-                });
+            ));
+            return Ok(());
+        }
+        let width = keys
+            .get(&col.key_id)
+            .map(|k| k.ciphertext_width())
+            .unwrap_or_default();
+        let value =
+            AggregateValue::split(v, width).map_err(|e| Error::Data(format!("{at}: {e}")))?;
+        let Some(t) = trace.cell(value.ciphertext, value.rows) else {
+            reasons.push(format!(
+                "{at}: not an aggregate the hospital's own run computed from lake rows"
+            ));
+            return Ok(());
+        };
+        for p in &t.problems {
+            reasons.push(format!("{at}: {}", p.reason()));
+        }
+        let distinct = t.rows.len();
+        if t.problems.is_empty() && distinct != value.rows {
+            reasons.push(format!(
+                "{at}: it counts {} rows but {distinct} distinct lake rows contributed",
+                value.rows
+            ));
+        }
+        if distinct < policy.min_rows {
+            reasons.push(format!(
+                "{at}: {distinct} distinct lake row(s), fewer than this hospital's minimum of {}",
+                policy.min_rows
+            ));
+        }
+        let mut owners = BTreeMap::new();
+        for (i, &o) in file_owners.iter().enumerate() {
+            let i = i as u64;
+            let n = t.rows.range_cardinality((i << 32)..((i + 1) << 32));
+            if n > 0 {
+                *owners.entry(owner_names[o as usize].clone()).or_insert(0) += n;
             }
         }
-        offset += batch.num_rows() as u64;
-    }
+        if (owners.len() as u64) < policy.min_owners {
+            reasons.push(format!(
+                "{at}: rows from {} owner(s), fewer than this hospital's minimum of {}",
+                owners.len(),
+                policy.min_owners
+            ));
+        }
+        cells.push(CellProvenance {
+            column: field.name().clone(),
+            row,
+            rows: distinct,
+            owners,
+        });
+        Ok(())
+    })?;
     Ok((cells, reasons))
 }
 

@@ -1,13 +1,14 @@
 //! Row-level provenance of a hospital's own run of a request: for every encrypted cell an
-//! aggregate produces, the set of distinct lake rows that contributed, their owners, and whether
-//! every row went through the same expression.
+//! aggregate produces, the set of distinct lake rows that contributed (row ids are the caller's:
+//! the hospital numbers them by file, so owners follow from them), and whether every row went
+//! through the same expression.
 //!
 //! Ciphertexts are their own identities: each lake ciphertext is unique (fresh randomness), and
 //! every per-row function is deterministic, so a value derived from a lake row can be followed by
 //! its bytes. The hospital seeds the trace with every ciphertext of the files it verified (row,
-//! owner, column); the per-row functions record each output's origin and the *form* of the
-//! expression that made it (the column, the operation and its constant); the accumulators collect,
-//! per group, the rows, owners and forms of what they multiply in, and record each state and result
+//! column); the per-row functions record each output's origin and the *form* of the expression
+//! that made it (the column, the operation and its constant); the accumulators collect, per
+//! group, the rows and forms of what they multiply in, and record each state and result
 //! they emit. After the run, each released cell is looked up by its bytes. What cannot be traced
 //! (a ciphertext the lake does not hold, a value combining two rows, two forms in one cell, a row
 //! or a partial state counted twice) is reported, and the release path refuses it: whatever SQL
@@ -47,10 +48,8 @@ fn aggregate_key(ciphertext: &[u8], rows: u64) -> Key {
 /// Where a per-row ciphertext came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
-    /// The lake row (file index << 32 | row in file).
+    /// The lake row, as the seeding numbered it.
     pub row: u64,
-    /// The owner of that row's file.
-    pub owner: u16,
     /// The expression that made the value from the row, as a digest.
     pub form: u64,
     /// The value combines ciphertexts of different rows.
@@ -92,8 +91,6 @@ impl Problem {
 pub struct CellTrace {
     /// The distinct lake rows that contributed.
     pub rows: RoaringTreemap,
-    /// Their owners (indexes given at seeding).
-    pub owners: BTreeSet<u16>,
     /// The one expression every row went through (None: no row yet).
     pub form: Option<u64>,
     /// What is wrong with it, if anything.
@@ -127,7 +124,6 @@ impl CellTrace {
         if !self.rows.insert(o.row) {
             self.problems.insert(Problem::Repeated);
         }
-        self.owners.insert(o.owner);
     }
 
     /// Adds an aggregate value (a partial state, or an inner aggregate's result).
@@ -143,7 +139,6 @@ impl CellTrace {
             self.problems.insert(Problem::Repeated);
         }
         self.rows |= &o.rows;
-        self.owners.extend(o.owners.iter().copied());
         self.problems.extend(o.problems.iter().copied());
     }
 }
@@ -162,11 +157,10 @@ fn form_of(parts: &[&[u8]]) -> u64 {
 }
 
 impl Trace {
-    /// Records a lake ciphertext: row `row` of the owner `owner`, column `column`.
-    pub fn seed(&self, ciphertext: &[u8], row: u64, owner: u16, column: &str) {
+    /// Records a lake ciphertext: row `row`, column `column`.
+    pub fn seed(&self, ciphertext: &[u8], row: u64, column: &str) {
         let origin = Origin {
             row,
-            owner,
             form: form_of(&[b"column", column.as_bytes()]),
             mixed: false,
             duplicate: false,
@@ -193,14 +187,15 @@ impl Trace {
         if inputs.iter().any(Option::is_none) {
             return;
         }
-        let mut form_parts: Vec<Vec<u8>> = op.iter().map(|p| p.to_vec()).collect();
         let mut origin = *first;
+        let mut forms = Vec::with_capacity(inputs.len());
         for o in inputs.iter().flatten() {
-            form_parts.push(o.form.to_le_bytes().to_vec());
+            forms.push(o.form.to_le_bytes());
             origin.mixed |= o.mixed || o.row != first.row;
             origin.duplicate |= o.duplicate;
         }
-        let parts: Vec<&[u8]> = form_parts.iter().map(Vec::as_slice).collect();
+        let mut parts: Vec<&[u8]> = op.to_vec();
+        parts.extend(forms.iter().map(|f| f.as_slice()));
         origin.form = form_of(&parts);
         let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
         values.insert(key(&[output]), origin);
@@ -216,6 +211,13 @@ impl Trace {
     pub fn cell(&self, ciphertext: &[u8], rows: u64) -> Option<CellTrace> {
         let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
         cells.get(&aggregate_key(ciphertext, rows)).cloned()
+    }
+
+    /// Merges the provenance of an aggregate value emitted during the run into `into` (without
+    /// copying it).
+    pub(crate) fn merge_cell(&self, into: &mut CellTrace, ciphertext: &[u8], rows: u64) {
+        let cells = self.cells.read().unwrap_or_else(PoisonError::into_inner);
+        into.merge(cells.get(&aggregate_key(ciphertext, rows)));
     }
 
     /// Whether a per-row ciphertext is a lake value (or derived from one).
@@ -273,7 +275,6 @@ mod tests {
     fn origin(row: u64, form: u64) -> Option<Origin> {
         Some(Origin {
             row,
-            owner: (row % 2) as u16,
             form,
             mixed: false,
             duplicate: false,
@@ -281,13 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn cells_collect_rows_owners_and_problems() {
+    fn cells_collect_rows_and_problems() {
         let mut a = CellTrace::default();
         a.add_value(origin(1, 7));
         a.add_value(origin(2, 7));
         assert!(a.problems.is_empty());
         assert_eq!(a.rows.len(), 2);
-        assert_eq!(a.owners.len(), 2);
         let mut b = a.clone();
         b.add_value(origin(2, 7));
         assert!(b.problems.contains(&Problem::Repeated));
@@ -307,10 +307,10 @@ mod tests {
     #[test]
     fn derived_values_keep_their_row_and_change_form() {
         let t = Trace::default();
-        t.seed(b"c1", 1, 0, "cost");
-        t.seed(b"c2", 2, 0, "cost");
-        t.seed(b"l1", 1, 0, "los");
-        t.seed(b"c1", 9, 1, "cost");
+        t.seed(b"c1", 1, "cost");
+        t.seed(b"c2", 2, "cost");
+        t.seed(b"l1", 1, "los");
+        t.seed(b"c1", 9, "cost");
         assert!(t.origin(b"c1").unwrap().duplicate);
         let c2 = t.origin(b"c2");
         t.derive(b"c2x3", &[b"mul", b"3"], &[c2]);

@@ -18,7 +18,7 @@ use crate::sql::trace::{self, CellTrace, Trace};
 /// A cell's provenance while a trace runs (see `sql::trace`): what one value adds to it.
 fn trace_value(t: &Trace, cell: &mut CellTrace, aggregate: bool, bytes: &[u8], rows: u64) {
     if aggregate {
-        cell.merge(t.cell(bytes, rows).as_ref());
+        t.merge_cell(cell, bytes, rows);
     } else {
         cell.add_value(t.origin(bytes));
     }
