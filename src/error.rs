@@ -165,6 +165,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// An audit log whose chain is broken or that cannot be appended to (names the log and the
+    /// line).
+    #[error("audit log {}: {reason}", log.display())]
+    Audit {
+        /// The log file.
+        log: PathBuf,
+        /// What is wrong, naming the line.
+        reason: String,
+    },
+
     /// An Arrow error (reading CSV, building arrays).
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),

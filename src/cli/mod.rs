@@ -12,6 +12,7 @@ use cipherlake::lake::output::Format;
 use cipherlake::paillier::PublicKey;
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod bench;
 mod combine;
 mod decrypt;
@@ -64,6 +65,8 @@ enum Command {
     Roster(owners::RosterArgs),
     /// Check that lake files are signed by owners on the roster and unchanged since.
     Verify(owners::VerifyArgs),
+    /// Check a hospital's hash-chained audit log.
+    Audit(audit::Args),
     /// Make a requester's key (an age X25519 identity, mode 0600) and print its public half.
     RequesterKey(owners::RequesterKeyArgs),
 }
@@ -143,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Roster(args) => owners::roster(args, &global),
         Command::Verify(args) => owners::verify(args, &global),
         Command::RequesterKey(args) => owners::requester_key(args, &global),
+        Command::Audit(args) => audit::run(args, &global),
     }
 }
 

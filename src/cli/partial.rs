@@ -9,8 +9,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::{Output, Privacy};
+use cipherlake::release::audit::AuditLog;
 use cipherlake::release::partial::{partial_decrypt_result, PartialFile, ResultFile};
 use cipherlake::release::policy::Policy;
+use cipherlake::release::verify::CellProvenance;
 use cipherlake::release::{verify, Request};
 use cipherlake::sql::KeyRing;
 use serde_json::json;
@@ -91,29 +93,42 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .check_against(&pk)
         .with_context(|| format!("share {}", args.share.display()))?;
     // Both the audit log and the output are checked before any work: a request that cannot be
-    // logged is not served, and one whose output cannot be written is not decrypted.
-    let audit = args.audit_log.clone().unwrap_or_else(|| {
+    // logged (or whose log's chain is broken) is not served, and one whose output cannot be
+    // written is not decrypted.
+    let audit_path = args.audit_log.clone().unwrap_or_else(|| {
         args.share
             .parent()
             .unwrap_or(Path::new("."))
             .join("audit.log")
     });
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&audit)
-        .with_context(|| format!("cannot open the audit log {}", audit.display()))?;
+    let log = AuditLog::open(&audit_path)?;
     let out = Output::file(&args.output, args.force, Privacy::Shared)?;
     let name = args.input.display().to_string();
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
     let size = bytes.len() as u64;
     let result = ResultFile::read(&name, Bytes::from(bytes))?;
-    let (result, request) = match &args.request {
-        None => (result, None),
-        Some(path) => {
-            let (result, request) = reverify(&args, path, &pk, &policy, result, size, global)?;
-            (result, Some(request))
-        }
+    let request_path = args.request.as_ref().map(|p| p.display().to_string());
+    let (result, request, provenance) = match &args.request {
+        None => (result, None, Vec::new()),
+        Some(path) => match reverify(&args, path, &pk, &policy, result, size, global) {
+            Ok((result, request, cells)) => (result, Some(request), cells),
+            Err(e) => {
+                // A refused re-verification is a decision too: it is logged with its reason.
+                let event = json!({
+                    "verb": "partial-decrypt",
+                    "party": share.party(),
+                    "key_id": pk.key_id(),
+                    "result": name,
+                    "request": request_path,
+                    "policy": policy,
+                    "output": args.output.display().to_string(),
+                    "decision": "refused",
+                    "reason": super::message(&e),
+                });
+                log.append(event)?;
+                return Err(e);
+            }
+        },
     };
     let request_id = request.as_ref().map(|r| r.request_id.clone());
     let cells = result.encrypted_cells()?;
@@ -134,43 +149,65 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             .map_err(|e| ("failed", e)),
     };
     pb.finish_and_clear();
-    // The outcome is logged after the write: "granted" means the partials were released.
-    let decision = match &outcome {
-        Ok(_) => json!({"decision": "granted", "cells": cells}),
-        Err((decision, e)) => json!({"decision": decision, "reason": super::message(e)}),
-    };
-    let line = json!({
-        "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    // The outcome is logged after the write: "granted" means the partials were released. Each
+    // cell's verdict is its provenance on this party's own run (without a request, only the
+    // cloud's tags vouch for the cells, and the log says so by listing none).
+    let mut event = json!({
+        "verb": "partial-decrypt",
         "party": share.party(),
         "key_id": pk.key_id(),
         "result": name,
         "result_sha256": result.sha256(),
-        "policy": policy,
+        "request": request_path,
         "request_id": request_id,
+        "policy": policy,
         "output": args.output.display().to_string(),
-        "outcome": decision,
     });
-    writeln!(log, "{line}")
-        .and_then(|()| log.sync_all())
-        .with_context(|| format!("cannot write the audit log {}", audit.display()))?;
+    match &outcome {
+        Ok(_) => {
+            event["decision"] = json!("granted");
+            event["cells"] = json!(cells);
+            event["verdicts"] = provenance
+                .iter()
+                .map(|c| json!({"row": c.row, "column": c.column, "verdict": "released", "rows": c.rows, "owners": c.owners}))
+                .collect();
+        }
+        Err((decision, e)) => {
+            event["decision"] = json!(decision);
+            event["reason"] = json!(super::message(e));
+        }
+    }
+    let head = match log.append(event) {
+        Ok(head) => head,
+        Err(e) => {
+            // Not logged, not served: the partials just written are withdrawn.
+            if outcome.is_ok() {
+                let _ = std::fs::remove_file(&args.output);
+            }
+            return Err(anyhow::Error::from(e).context(format!(
+                "the outcome could not be logged, so {} was withdrawn",
+                args.output.display()
+            )));
+        }
+    };
     let partial = outcome.map_err(|(_, e)| e)?;
     if !global.quiet {
         eprintln!(
-            "party {}: {cells} cells partially decrypted{} → {} (logged in {})",
+            "party {}: {cells} cells partially decrypted{} → {} (logged in {} as entry {head})",
             share.party(),
             partial
                 .sealed_to
                 .as_deref()
                 .map_or(String::new(), |r| format!(", sealed to the requester {r}")),
             args.output.display(),
-            audit.display()
+            log.path().display()
         );
     }
     Ok(())
 }
 
 /// Re-verifies the request for `result` (see `release::verify`); returns the result under this
-/// party's own schema and the request id.
+/// party's own schema, the request and each cell's provenance.
 fn reverify(
     args: &Args,
     path: &Path,
@@ -179,7 +216,7 @@ fn reverify(
     result: ResultFile,
     size: u64,
     global: &Global,
-) -> anyhow::Result<(ResultFile, Request)> {
+) -> anyhow::Result<(ResultFile, Request, Vec<CellProvenance>)> {
     let roster = args.roster.load()?.context("--request needs --roster")?;
     let request = Request::load(path)?;
     let mut keys = KeyRing::new();
@@ -219,7 +256,7 @@ fn reverify(
             checked.cells.iter().map(|c| c.owners.len()).min().unwrap_or(0)
         );
     }
-    Ok((result.with_batches(checked.batches), request))
+    Ok((result.with_batches(checked.batches), request, checked.cells))
 }
 
 fn write_partial(out: Output, partial: &PartialFile) -> anyhow::Result<()> {

@@ -8,8 +8,11 @@
 //!   SHA-256 and partition path, its owner, the key id and the time, signed by the owner; and the
 //!   check a hospital runs before it trusts a file.
 //!
+//! - [`audit`]: a hospital's hash-chained audit log of every request and its outcome.
+//!
 //! docs/FORMAT.md specifies every file; docs/SECURITY.md says what each check stops.
 
+pub mod audit;
 pub mod owner;
 pub mod partial;
 pub mod plan;

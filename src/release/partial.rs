@@ -112,9 +112,15 @@ impl ResultFile {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| Error::Data(format!("{name}: not a Parquet result file: {e}")))?;
-        let batches = builder
+        let schema = builder.schema().clone();
+        let mut batches = builder
             .build()?
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        if batches.is_empty() {
+            // A result with no rows (no group matched) still has its columns: it is released as
+            // an empty table, not refused as a broken file.
+            batches.push(RecordBatch::new_empty(schema));
+        }
         Ok(ResultFile {
             name: name.into(),
             sha256,

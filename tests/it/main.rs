@@ -8,6 +8,7 @@ mod hostile;
 mod lake;
 mod laws;
 mod queries;
+mod release_sql;
 mod request;
 mod signing;
 mod slt;

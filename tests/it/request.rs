@@ -60,7 +60,7 @@ const HOSPITALS: [&str; 3] = ["a", "b", "c"];
 
 /// keys/ (2-of-3 for a, b, c), owners a, b, c and their roster, each hospital's file signed in
 /// lake/hospital=X/. Returns the roster id.
-fn lake(dir: &Dir) -> String {
+pub(crate) fn lake(dir: &Dir) -> String {
     let id = owners(dir);
     for (i, o) in HOSPITALS.iter().enumerate() {
         dir.write(&format!("{o}.csv"), csv(30 + 4 * i, 1000 * i));
@@ -79,7 +79,7 @@ fn lake(dir: &Dir) -> String {
 }
 
 /// The cloud: the query, its result and its request.
-fn query(dir: &Dir, sql: &str, out: &str, request: &str) -> Run {
+pub(crate) fn query(dir: &Dir, sql: &str, out: &str, request: &str) -> Run {
     dir.query(
         "keys/public.json",
         "adm=lake",
@@ -100,7 +100,7 @@ fn query(dir: &Dir, sql: &str, out: &str, request: &str) -> Run {
 }
 
 /// A hospital: re-verify and partially decrypt.
-fn partial(dir: &Dir, party: &str, result: &str, request: &str, id: &str) -> Run {
+pub(crate) fn partial(dir: &Dir, party: &str, result: &str, request: &str, id: &str) -> Run {
     dir.partial(
         party,
         result,
@@ -151,7 +151,7 @@ fn forge(dir: &Dir, edit: impl FnOnce(&mut Vec<RecordBatch>)) {
 }
 
 /// Writes `r` with its id recomputed.
-fn reissue(dir: &Dir, r: Request, to: &str) {
+pub(crate) fn reissue(dir: &Dir, r: Request, to: &str) {
     let r = Request::new(
         r.sql,
         r.tables,
@@ -767,4 +767,103 @@ fn provenance_refuses_what_the_plan_alone_does_not_show_and_policies_bind() {
     .fails_with(&["--min-owners 2 needs --request"]);
     dir.partial("a", "result.parquet", "x.json", &["--min-rows", "1"])
         .fails_with(&["min_rows 1 would release individual values"]);
+}
+
+#[test]
+fn the_audit_log_chains_every_decision_and_catches_tampering() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+    let req = dir.json("request.json");
+    partial(&dir, "a", "result.parquet", "request.json", &id).ok();
+    // Not quiet here: the head is printed for recording elsewhere.
+    let run = dir.run(
+        &[
+            "partial-decrypt",
+            "--share",
+            "keys/share-b.json",
+            "--key",
+            "keys/public.json",
+            "--input",
+            "result.parquet",
+            "--output",
+            "b.partial.json",
+            "--audit-log",
+            "audit-a.log",
+            "--request",
+            "request.json",
+            "--roster",
+            "roster.json",
+            "--roster-id",
+            &id,
+        ][..],
+    );
+    run.ok();
+    let granted = run.stderr();
+    assert!(granted.contains("as entry 1:"), "{granted}");
+    // A refused request is logged too, with its reason.
+    let mut r = Request::load(&dir.path("request.json")).unwrap();
+    r.sql = "SELECT SUM(cost * patient_id) AS w FROM adm".into();
+    reissue(&dir, r, "bad.json");
+    partial(&dir, "a", "result.parquet", "bad.json", &id).fails_with(&["per-row plaintext weight"]);
+    let text = dir.read("audit-a.log");
+    let entries: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 3);
+    let e0 = &entries[0]["event"];
+    assert_eq!(e0["decision"], "granted");
+    assert_eq!(e0["request_id"], req["request_id"]);
+    // Every released cell with its verdict and provenance: 2 regions × 2 encrypted aggregates.
+    let verdicts = e0["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 4, "{e0}");
+    assert!(verdicts
+        .iter()
+        .all(|v| v["verdict"] == "released" && v["rows"].as_u64().unwrap() >= 11));
+    assert_eq!(verdicts[0]["owners"].as_object().unwrap().len(), 3);
+    assert_eq!(entries[2]["event"]["decision"], "refused");
+    assert!(entries[2]["event"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("per-row plaintext weight"));
+    let ok = dir.run(&["audit", "verify", "audit-a.log"]).ok();
+    assert!(ok.contains("3 entries, chain intact; head 2:"), "{ok}");
+    let head = ok.trim().rsplit(' ').next().unwrap().to_owned();
+    dir.run(&["audit", "verify", "audit-a.log", "--head", &head])
+        .ok();
+
+    // Tampering: an entry edited, removed, reordered; the end cut (caught against the head).
+    let lines: Vec<&str> = text.lines().collect();
+    let put = |ls: &[&str]| dir.write("audit-a.log", ls.join("\n") + "\n");
+    let edited = lines[1].replace("granted", "refused");
+    put(&[lines[0], &edited, lines[2]]);
+    dir.run(&["audit", "verify", "audit-a.log"]).fails_with(&[
+        "audit-a.log",
+        "line 3 (entry 2) does not commit to the line before it",
+    ]);
+    // A hospital does not serve a request while its own log is broken.
+    partial(&dir, "a", "result.parquet", "request.json", &id)
+        .fails_with(&["audit log", "does not commit"]);
+    put(&[lines[0], lines[2]]);
+    dir.run(&["audit", "verify", "audit-a.log"])
+        .fails_with(&["says it is entry 2"]);
+    put(&[lines[1], lines[0], lines[2]]);
+    dir.run(&["audit", "verify", "audit-a.log"])
+        .fails_with(&["line 1 (entry 0) says it is entry 1"]);
+    put(&[lines[0], lines[1]]);
+    dir.run(&["audit", "verify", "audit-a.log"]).ok();
+    dir.run(&["audit", "verify", "audit-a.log", "--head", &head])
+        .fails_with(&[
+            "the log ends at entry 1 but the recorded head is entry 2",
+            "removed from its end",
+        ]);
+    // A malformed head is bad usage (exit 2), said as such.
+    let bad = dir.run(&["audit", "verify", "audit-a.log", "--head", "2:zz"]);
+    assert_eq!(bad.0.status.code(), Some(2));
+    assert!(
+        bad.stderr().contains("is not a log head"),
+        "{}",
+        bad.stderr()
+    );
 }
