@@ -4,6 +4,8 @@
 //! - `bench sum`: `SELECT SUM(c)` over encrypted Parquet at 1 and 2 partitions, a GROUP BY with
 //!   1,000 groups, AVG and the per-row expressions -c, c * 3, c + c, against a bare GMP
 //!   `mul + rem mod n²` loop over the same values.
+//! - `bench reverify`: a hospital's re-verification of a request over a signed lake, against the
+//!   cloud's own run of the same query.
 //! - `bench encrypt`: `encrypt` of synthetic admissions (2 encrypted columns) with 1 and 2 threads.
 
 use std::fs::File;
@@ -52,6 +54,16 @@ enum What {
         #[arg(long, default_value_t = 1000)]
         cells: usize,
     },
+    /// A hospital's re-verification of a request (signatures, private copies, its own run of the
+    /// SQL with provenance, the bit-for-bit comparison) against the cloud's own run of the query.
+    Reverify {
+        /// Lake rows (synthetic admissions, 3 encrypted columns, split between two owners).
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Encryption throughput with 1 and 2 threads.
     Encrypt {
         /// Rows of synthetic admissions (2 encrypted columns each).
@@ -61,11 +73,31 @@ enum What {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    // Figures are only comparable on the same kind of machine: say which.
+    println!(
+        "CPU: {} ({} cores available)",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(1, |c| c.get())
+    );
     match args.what {
         What::Sum { rows, repeat } => bench_sum(rows, repeat.max(1), global),
         What::Encrypt { rows } => bench_encrypt(rows, global),
         What::Threshold { bits, cells } => bench_threshold(bits, cells.max(1), global),
+        What::Reverify { rows, repeat } => bench_reverify(rows.max(2), repeat.max(1), global),
     }
+}
+
+/// The CPU model from /proc/cpuinfo (Linux), or what is known without it.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| format!("unknown {}", std::env::consts::ARCH))
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -422,6 +454,101 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
         json!({"bits": bits, "partial_ms": partial_ms, "verify_ms": verify_ms, "combine_ms": combine_ms,
                "cells": cells, "cores": cores, "partial_per_party_s": partial_secs, "combine_s": combine_secs,
                "batched_partial_core_ms_per_cell": per_cell(partial_secs), "batched_combine_core_ms_per_cell": per_cell(combine_secs)})
+    );
+    Ok(())
+}
+
+fn bench_reverify(rows: usize, repeat: usize, global: &Global) -> anyhow::Result<()> {
+    use cipherlake::paillier::threshold::deal;
+    use cipherlake::release::partial::ResultFile;
+    use cipherlake::release::policy::Policy;
+    use cipherlake::release::requester::RequesterKey;
+    use cipherlake::release::signature::Signer;
+    use cipherlake::release::{verify, OwnerKey, Roster};
+
+    const SQL: &str = include_str!("../../queries/totals_by_region.sql");
+    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let owners = ["a", "b"];
+    say(global, "dealing a 2048-bit key…");
+    let d = deal(2048, &owners.map(String::from), 2)?;
+    let pk = &d.public;
+    let keys = owners
+        .iter()
+        .map(|o| OwnerKey::generate(o))
+        .collect::<cipherlake::Result<Vec<_>>>()?;
+    let roster = Roster::new(pk.key_id(), keys.iter().map(OwnerKey::public).collect())?;
+    say(
+        global,
+        &format!("encrypting and signing {rows} admissions (3 encrypted columns)…"),
+    );
+    for (i, (o, key)) in owners.iter().zip(keys).enumerate() {
+        let plain = dir.path().join(format!("plain/{o}.csv"));
+        std::fs::create_dir_all(dir.path().join("plain"))?;
+        let n = rows / 2 + (i == 0) as usize * (rows % 2);
+        synth::write_admissions(&plain, i, n, 2026)?;
+        let opts = EncryptOptions {
+            columns: super::encrypt::parse_columns("cost:2,length_of_stay,diabetic")?,
+            batch_size: 8192,
+            progress: None,
+            overwrite: true,
+            signer: Some(Arc::new(Signer::new(key, pk.key_id()))),
+        };
+        let out = dir
+            .path()
+            .join(format!("lake/hospital={o}/admissions.parquet"));
+        encrypt_path(pk, &plain, &out, &opts)?;
+    }
+    let lake = dir.path().join("lake").display().to_string();
+    let tables = vec![("admissions".to_owned(), lake.clone())];
+    let mut ring = KeyRing::new();
+    ring.add(pk.clone());
+    let recipient = RequesterKey::generate().recipient();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = dir.path().join("result.parquet");
+    let (mut cloud, mut hospital) = (Vec::new(), Vec::new());
+    let policy = Policy::default();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let request = runtime.block_on(async {
+            let ctx = sql::session(ring.clone(), None);
+            sql::register_table(&ctx, "admissions", &lake, &ring).await?;
+            super::demo::cloud_run(&ctx, SQL, &tables, &roster, &recipient, &result).await
+        })?;
+        cloud.push(t.elapsed().as_secs_f64());
+        let bytes = std::fs::read(&result)?;
+        let size = bytes.len() as u64;
+        let file = ResultFile::read("result", bytes::Bytes::from(bytes))?;
+        let t = Instant::now();
+        let checked = runtime.block_on(verify::reverify(
+            &request,
+            &roster,
+            &ring,
+            &policy,
+            file.sha256(),
+            size,
+            file.batches(),
+        ))?;
+        hospital.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            checked.cells.iter().map(|c| c.rows).max() <= Some(rows as u64),
+            "a cell traced to more rows than the lake has"
+        );
+    }
+    let (cloud, hospital) = (median(cloud), median(hospital));
+    let per_100k = hospital * 100_000.0 / rows as f64;
+    println!(
+        "re-verification of `queries/totals_by_region.sql` over {rows} signed lake rows (2 owners, 2048-bit key), median of {repeat}:"
+    );
+    println!("  cloud: query + result + request   {cloud:>8.2} s");
+    println!(
+        "  hospital: re-verification         {hospital:>8.2} s  = {per_100k:.2} s per 100k rows, {:.2}x the cloud's run",
+        hospital / cloud
+    );
+    println!(
+        "{}",
+        json!({"rows": rows, "cloud_s": cloud, "reverify_s": hospital, "reverify_s_per_100k_rows": per_100k, "ratio": hospital / cloud})
     );
     Ok(())
 }

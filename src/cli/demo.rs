@@ -1,20 +1,28 @@
 //! `cipherlake demo`: the whole collaborative flow on a local lake, in one command. Synthetic
-//! admissions for each hospital, the threshold key ceremony, each hospital encrypting its own
-//! extract into a hive-partitioned lake, every query of `queries/` run by the cloud with the
-//! public key only, two hospitals partially decrypting and combining, and each result checked
-//! against the same query computed by DataFusion on the plaintext.
+//! admissions for each hospital, the threshold key ceremony, each hospital's signing key and the
+//! consortium roster, each hospital encrypting and signing its own extract into a hive-partitioned
+//! lake, every query of `queries/` run by the cloud with the public key only and written with its
+//! decryption request, two hospitals re-verifying each request (signatures, the files read, their
+//! own run equal bit for bit, every cell traced to its lake rows) and partially decrypting sealed
+//! to the requester, the requester alone combining, and each result checked against the same query
+//! computed by DataFusion on the plaintext.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use bytes::Bytes;
 use cipherlake::keyfile;
-use cipherlake::lake::atomic::FileSet;
+use cipherlake::lake::atomic::{FileSet, Output, Privacy};
 use cipherlake::lake::{encrypt_path, EncryptOptions};
 use cipherlake::paillier::threshold;
 use cipherlake::release::partial::{combine_result, partial_decrypt_result, ResultFile};
 use cipherlake::release::policy::Policy;
+use cipherlake::release::requester::RequesterKey;
+use cipherlake::release::signature::Signer;
+use cipherlake::release::{verify, OwnerKey, Request, Roster};
 use cipherlake::sql::{self, KeyRing};
 use cipherlake::synth;
 use datafusion::arrow::array::RecordBatch;
@@ -143,15 +151,30 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         names.len()
     ));
 
-    // 3. Each hospital encrypts its extract into the shared lake.
-    stages.time("encrypt (each hospital)", || {
-        for h in &names {
+    // 3. Each hospital's signing key, the consortium roster (pinned by its id) and the
+    //    requester's key; each hospital encrypts its extract into the shared lake and signs it.
+    let signers = names
+        .iter()
+        .map(|h| OwnerKey::generate(h))
+        .collect::<cipherlake::Result<Vec<_>>>()?;
+    let roster = Roster::new(pk.key_id(), signers.iter().map(OwnerKey::public).collect())?;
+    write_shared(&dir.join("roster.json"), &roster.to_json()?)?;
+    let requester = RequesterKey::generate();
+    let recipient = requester.recipient();
+    say(format!(
+        "roster {} ({} owners); requester key {}…",
+        &roster.id()[..16],
+        names.len(),
+        &recipient[..16]
+    ));
+    stages.time("encrypt and sign (each hospital)", || {
+        for (h, key) in names.iter().zip(signers) {
             let opts = EncryptOptions {
                 columns: super::encrypt::parse_columns("cost:2,length_of_stay,diabetic")?,
                 batch_size: 8192,
                 progress: None,
                 overwrite: true,
-                signer: None,
+                signer: Some(Arc::new(Signer::new(key, pk.key_id()))),
             };
             encrypt_path(
                 pk,
@@ -168,28 +191,33 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .build()?;
     let mut ring = KeyRing::new();
     ring.add(pk.clone());
-    let lake = dir.join("lake");
     let results = dir.join("results");
     std::fs::create_dir_all(&results)?;
 
-    // 4. The cloud runs every query with the public key only.
-    let encrypted: Vec<(String, PathBuf)> = stages.time("queries (cloud, encrypted)", || {
-        runtime.block_on(async {
-            let ctx = sql::session(ring.clone(), None);
-            sql::register_table(&ctx, "admissions", lake.to_str().unwrap_or_default(), &ring)
-                .await?;
-            let mut out = Vec::new();
-            for (name, q) in QUERIES {
-                let batches = sql::plan(&ctx, q).await?.collect().await?;
-                let path = results.join(format!("{name}.parquet"));
-                write_parquet(&path, &batches)?;
-                out.push((name.to_owned(), path));
-            }
-            anyhow::Ok(out)
-        })
-    })?;
+    // 4. The cloud runs every query with the public key only, and writes its request.
+    let lake = std::path::absolute(dir.join("lake"))?;
+    let tables = vec![("admissions".to_owned(), lake.display().to_string())];
+    let encrypted: Vec<(String, PathBuf, Request)> =
+        stages.time("queries + requests (cloud, encrypted)", || {
+            runtime.block_on(async {
+                let ctx = sql::session(ring.clone(), None);
+                sql::register_table(&ctx, "admissions", &tables[0].1, &ring).await?;
+                let mut out = Vec::new();
+                for (name, q) in QUERIES {
+                    let path = results.join(format!("{name}.parquet"));
+                    let request = cloud_run(&ctx, q, &tables, &roster, &recipient, &path).await?;
+                    write_shared(
+                        &results.join(format!("{name}.request.json")),
+                        &request.to_json()?,
+                    )?;
+                    out.push((name.to_owned(), path, request));
+                }
+                anyhow::Ok(out)
+            })
+        })?;
 
-    // 5. The first `threshold` hospitals check each result and partially decrypt it.
+    // 5. The first `threshold` hospitals each re-verify every request on their own, then
+    //    partially decrypt, sealed to the requester.
     let deciders = &dealt.shares[..th.needed];
     let policy = Policy {
         min_rows: args.min_rows,
@@ -197,30 +225,74 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     };
     policy.check("--min-rows")?;
     let mut partials = Vec::new();
-    stages.time("partial decryption (per hospital)", || {
-        for (name, path) in &encrypted {
-            let result = ResultFile::read(name, Bytes::from(std::fs::read(path)?))?;
-            let mut ps = Vec::new();
-            for share in deciders {
-                ps.push((
-                    share.party().to_owned(),
-                    partial_decrypt_result(pk, share, &result, &policy, None, None, None)?,
-                ));
+    let mut smallest = u64::MAX;
+    stages.time("re-verification (per hospital)", || {
+        for (name, path, request) in &encrypted {
+            let bytes = std::fs::read(path)?;
+            let size = bytes.len() as u64;
+            let result = ResultFile::read(name, Bytes::from(bytes))?;
+            let mut own = Vec::new();
+            for _ in deciders {
+                let checked = runtime.block_on(verify::reverify(
+                    request,
+                    &roster,
+                    &ring,
+                    &policy,
+                    result.sha256(),
+                    size,
+                    result.batches(),
+                ))?;
+                smallest = checked
+                    .cells
+                    .iter()
+                    .map(|c| c.rows)
+                    .fold(smallest, u64::min);
+                own.push(checked.batches);
             }
-            partials.push((result, ps));
+            partials.push((result, own, request));
         }
         Ok(())
     })?;
+    say(format!(
+        "{} requests re-verified by hospitals {}: every file signed, every re-run equal bit for bit, the smallest cell over {smallest} distinct lake rows",
+        encrypted.len(),
+        deciders.iter().map(|s| s.party()).collect::<Vec<_>>().join(" + "),
+    ));
+    let mut sealed = Vec::new();
+    stages.time("partial decryption (per hospital)", || {
+        for (result, own, request) in partials {
+            let mut ps = Vec::new();
+            for (share, batches) in deciders.iter().zip(own) {
+                // Each hospital decrypts the result under its own schema (its own tags).
+                let mine = result.clone().with_batches(batches);
+                ps.push((
+                    share.party().to_owned(),
+                    partial_decrypt_result(
+                        pk,
+                        share,
+                        &mine,
+                        &policy,
+                        Some(&request.request_id),
+                        Some(&request.recipient),
+                        None,
+                    )?,
+                ));
+            }
+            sealed.push((result, ps, request));
+        }
+        Ok(())
+    })?;
+    // Only the requester's key opens the partials.
     let mut plain_results = Vec::new();
-    stages.time("combine (verify proofs, decrypt)", || {
-        for (result, ps) in &partials {
+    stages.time("combine (requester: open, verify, decrypt)", || {
+        for (result, ps, request) in &sealed {
             plain_results.push(combine_result(
                 pk,
                 result,
                 ps,
                 args.min_rows,
-                None,
-                None,
+                Some(&request.request_id),
+                Some(requester.identity()),
                 None,
             )?);
         }
@@ -241,11 +313,12 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         })?;
 
     let mut matches = 0;
-    for (((name, _), got), want) in encrypted.iter().zip(&plain_results).zip(&expected) {
+    for (((name, _, request), got), want) in encrypted.iter().zip(&plain_results).zip(&expected) {
         let (ok, suppressed) = compare(&got.batches, want, args.min_rows)?;
         if !global.quiet {
             println!(
-                "\n== {name}: decrypted by hospitals {} ==",
+                "\n== {name}: request {}…, re-verified and decrypted by hospitals {}, opened by the requester alone ==",
+                &request.request_id[..16],
                 got.parties.join(" + ")
             );
             println!("{}", pretty_format_batches(&got.batches)?);
@@ -260,11 +333,11 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         println!("{name}: {}{note}", if ok { "match" } else { "MISMATCH" });
         matches += usize::from(ok);
     }
-    println!("\n{:<36} {:>9}", "stage", "seconds");
+    println!("\n{:<40} {:>9}", "stage", "seconds");
     for (name, secs) in &stages.0 {
-        println!("{name:<36} {secs:>9.2}");
+        println!("{name:<40} {secs:>9.2}");
     }
-    println!("{:<36} {:>9.2}", "total", total.elapsed().as_secs_f64());
+    println!("{:<40} {:>9.2}", "total", total.elapsed().as_secs_f64());
     if matches == QUERIES.len() {
         println!("\nall {matches} results match");
         Ok(())
@@ -329,4 +402,30 @@ fn cells(batches: &[RecordBatch]) -> anyhow::Result<Vec<Vec<String>>> {
         }
     }
     Ok(rows)
+}
+
+/// The cloud's side of one query: runs `sql` in `ctx`, writes the result to `path` (Parquet) and
+/// returns the decryption request for it (the files its plan read, with their signatures).
+pub(crate) async fn cloud_run(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    tables: &[(String, String)],
+    roster: &Roster,
+    recipient: &str,
+    path: &Path,
+) -> anyhow::Result<Request> {
+    let plan = sql::plan(ctx, sql).await?.create_physical_plan().await?;
+    let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
+    write_parquet(path, &batches)?;
+    Ok(verify::make_request(
+        sql, tables, &plan, roster, "analyst", recipient, path,
+    )?)
+}
+
+/// A public file of the demo (roster, request), written atomically.
+fn write_shared(path: &Path, text: &str) -> anyhow::Result<()> {
+    let out = Output::file(path, true, Privacy::Shared)?;
+    out.writer()?.write_all(text.as_bytes())?;
+    out.commit()?;
+    Ok(())
 }

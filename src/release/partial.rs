@@ -100,6 +100,7 @@ struct Cell {
 }
 
 /// The result file: its hash, batches and encrypted cells.
+#[derive(Clone)]
 pub struct ResultFile {
     name: String,
     sha256: String,

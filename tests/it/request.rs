@@ -867,3 +867,28 @@ fn the_audit_log_chains_every_decision_and_catches_tampering() {
         bad.stderr()
     );
 }
+
+#[test]
+fn the_demo_goes_through_signed_files_requests_re_verification_and_the_requester() {
+    let dir = Dir::new();
+    let run = dir.run(&["demo", "--rows", "150", "--dir", "d"]);
+    let out = run.ok();
+    let err = run.stderr();
+    assert!(out.contains("all 4 results match"), "{out}");
+    assert!(
+        out.contains("re-verified and decrypted by hospitals a + b, opened by the requester alone"),
+        "{out}"
+    );
+    assert!(
+        err.contains("4 requests re-verified by hospitals a + b: every file signed"),
+        "{err}"
+    );
+    for h in HOSPITALS {
+        assert!(dir
+            .path(&format!("d/lake/hospital={h}/admissions.parquet.sig.json"))
+            .exists());
+    }
+    let req = dir.json("d/results/totals_by_region.request.json");
+    assert_eq!(req["files"].as_array().unwrap().len(), 3);
+    assert_eq!(req["roster_id"], dir.json("d/roster.json")["roster_id"]);
+}
