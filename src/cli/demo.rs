@@ -226,62 +226,68 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     policy.check("--min-rows")?;
     let mut partials = Vec::new();
     let mut smallest = u64::MAX;
-    stages.time("re-verification (per hospital)", || {
-        for (name, path, request) in &encrypted {
-            let bytes = std::fs::read(path)?;
-            let size = bytes.len() as u64;
-            let result = ResultFile::read(name, Bytes::from(bytes))?;
-            let mut own = Vec::new();
-            for _ in deciders {
-                let checked = runtime.block_on(verify::reverify(
-                    request,
-                    &roster,
-                    &ring,
-                    &policy,
-                    result.sha256(),
-                    size,
-                    result.batches(),
-                ))?;
-                smallest = checked
-                    .cells
-                    .iter()
-                    .map(|c| c.rows)
-                    .fold(smallest, u64::min);
-                own.push(checked.batches);
+    stages.time(
+        &format!("re-verification ({} hospitals)", th.needed),
+        || {
+            for (name, path, request) in &encrypted {
+                let bytes = std::fs::read(path)?;
+                let size = bytes.len() as u64;
+                let result = ResultFile::read(name, Bytes::from(bytes))?;
+                let mut own = Vec::new();
+                for _ in deciders {
+                    let checked = runtime.block_on(verify::reverify(
+                        request,
+                        &roster,
+                        &ring,
+                        &policy,
+                        result.sha256(),
+                        size,
+                        result.batches(),
+                    ))?;
+                    smallest = checked
+                        .cells
+                        .iter()
+                        .map(|c| c.rows)
+                        .fold(smallest, u64::min);
+                    own.push(checked.batches);
+                }
+                partials.push((result, own, request));
             }
-            partials.push((result, own, request));
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     say(format!(
         "{} requests re-verified by hospitals {}: every file signed, every re-run equal bit for bit, the smallest cell over {smallest} distinct lake rows",
         encrypted.len(),
         deciders.iter().map(|s| s.party()).collect::<Vec<_>>().join(" + "),
     ));
     let mut sealed = Vec::new();
-    stages.time("partial decryption (per hospital)", || {
-        for (result, own, request) in partials {
-            let mut ps = Vec::new();
-            for (share, batches) in deciders.iter().zip(own) {
-                // Each hospital decrypts the result under its own schema (its own tags).
-                let mine = result.clone().with_batches(batches);
-                ps.push((
-                    share.party().to_owned(),
-                    partial_decrypt_result(
-                        pk,
-                        share,
-                        &mine,
-                        &policy,
-                        Some(&request.request_id),
-                        Some(&request.recipient),
-                        None,
-                    )?,
-                ));
+    stages.time(
+        &format!("partial decryption ({} hospitals)", th.needed),
+        || {
+            for (result, own, request) in partials {
+                let mut ps = Vec::new();
+                for (share, batches) in deciders.iter().zip(own) {
+                    // Each hospital decrypts the result under its own schema (its own tags).
+                    let mine = result.clone().with_batches(batches);
+                    ps.push((
+                        share.party().to_owned(),
+                        partial_decrypt_result(
+                            pk,
+                            share,
+                            &mine,
+                            &policy,
+                            Some(&request.request_id),
+                            Some(&request.recipient),
+                            None,
+                        )?,
+                    ));
+                }
+                sealed.push((result, ps, request));
             }
-            sealed.push((result, ps, request));
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     // Only the requester's key opens the partials.
     let mut plain_results = Vec::new();
     stages.time("combine (requester: open, verify, decrypt)", || {
@@ -326,18 +332,18 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             println!("{}", pretty_format_batches(want)?);
         }
         let note = if suppressed > 0 {
-            format!(" ({suppressed} small count(s) suppressed)")
+            format!(" ({suppressed} cell(s) suppressed: small counts and their shares)")
         } else {
             String::new()
         };
         println!("{name}: {}{note}", if ok { "match" } else { "MISMATCH" });
         matches += usize::from(ok);
     }
-    println!("\n{:<40} {:>9}", "stage", "seconds");
+    println!("\n{:<44} {:>9}", "stage", "seconds");
     for (name, secs) in &stages.0 {
-        println!("{name:<40} {secs:>9.2}");
+        println!("{name:<44} {secs:>9.2}");
     }
-    println!("{:<40} {:>9.2}", "total", total.elapsed().as_secs_f64());
+    println!("{:<44} {:>9.2}", "total", total.elapsed().as_secs_f64());
     if matches == QUERIES.len() {
         println!("\nall {matches} results match");
         Ok(())
@@ -375,15 +381,22 @@ fn compare(
         return Ok((false, 0));
     }
     let mut suppressed = 0;
-    for (a, b) in g.iter().flatten().zip(w.iter().flatten()) {
-        if a == b {
-            continue;
+    for (gr, wr) in g.iter().zip(&w) {
+        // A share of a flag (AVG of a boolean) is suppressed with its count: a row with a
+        // suppressed count may show other shares, values in [0, 1], as suppressed too.
+        let small = |b: &str| b.parse::<u64>().is_ok_and(|v| v > 0 && v < min_rows);
+        let row_suppressed = gr.iter().zip(wr).any(|(a, b)| a.is_empty() && small(b));
+        for (a, b) in gr.iter().zip(wr) {
+            if a == b {
+                continue;
+            }
+            let share = b.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v));
+            if a.is_empty() && (small(b) || (row_suppressed && share)) {
+                suppressed += 1;
+                continue;
+            }
+            return Ok((false, suppressed));
         }
-        if a.is_empty() && b.parse::<u64>().is_ok_and(|v| v > 0 && v < min_rows) {
-            suppressed += 1;
-            continue;
-        }
-        return Ok((false, suppressed));
     }
     Ok((true, suppressed))
 }

@@ -52,6 +52,11 @@ pub(crate) struct Args {
     /// the files read, its own run of the SQL, bit for bit) before it decrypts anything.
     #[arg(long, value_name = "FILE", requires = "roster")]
     request: Option<PathBuf>,
+    /// Decrypt without a request: the cloud's result file alone then says what each cell is (its
+    /// tags and row counts), so a lying cloud can make this party reveal one patient's value.
+    /// Only for results this party computed itself.
+    #[arg(long, conflicts_with = "request")]
+    unverified: bool,
     #[command(flatten)]
     roster: super::owners::RosterFlags,
     /// Audit log to append to (default: audit.log beside the share file).
@@ -85,6 +90,12 @@ fn policy(args: &Args) -> anyhow::Result<Policy> {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.request.is_some() || args.unverified,
+        "no --request given: a hospital re-verifies the cloud's decryption request before it decrypts \
+         (--request REQUEST --roster ROSTER --roster-id ID); to decrypt a result you computed \
+         yourself, without one, pass --unverified"
+    );
     let policy = policy(&args)?;
     let pk = keyfile::load_threshold_public(&args.key)?;
     super::pin(pk.key_id(), args.key_id.as_deref(), &args.key)?;
@@ -160,6 +171,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         "result_sha256": result.sha256(),
         "request": request_path,
         "request_id": request_id,
+        "unverified": args.unverified,
         "policy": policy,
         "output": args.output.display().to_string(),
     });

@@ -291,6 +291,7 @@ fn b1_b10_tampered_public_keys_every_parameter() {
         if key_has_threshold(&dir.json("t.json")) {
             dir.run(&[
                 "partial-decrypt",
+                "--unverified",
                 "--share",
                 "keys/share-a.json",
                 "--key",
@@ -796,6 +797,7 @@ fn b14_b16_secret_files_never_echo_a_value_and_never_pass_as_public() {
     let e = dir
         .run(&[
             "partial-decrypt",
+            "--unverified",
             "--share",
             "bad-share.json",
             "--key",

@@ -301,6 +301,31 @@ fn b3_rows_the_cloud_encrypted_itself_are_refused() {
         "reads 1 file(s) the request does not list",
         "hospital=zz/fake.parquet",
     ]);
+    // A request that lists the unsigned file under another file's signature (the cloud's own
+    // tool bypassed): refused by the hospital.
+    let honest = Request::load(&dir.path("request.json")).unwrap();
+    let with_fake = |sig: Option<cipherlake::release::FileSignature>, to: &str| {
+        let mut r = honest.clone();
+        let mut e = r
+            .files
+            .iter()
+            .find(|f| f.location.ends_with("/hospital=a/a.parquet"))
+            .unwrap()
+            .clone();
+        e.location = e
+            .location
+            .replace("/hospital=a/a.parquet", "/hospital=zz/fake.parquet");
+        if let Some(sig) = sig {
+            e.signature = sig;
+        }
+        r.files.push(e);
+        reissue(&dir, r, to);
+    };
+    with_fake(None, "fake.json");
+    partial(&dir, "a", "result.parquet", "fake.json", &id).fails_with(&[
+        "hospital=zz/fake.parquet",
+        "signed as `hospital=a/a.parquet` but found as `hospital=zz/fake.parquet`",
+    ]);
     // Signed by an owner not on the roster: the same.
     dir.run(&["owner-key", "--owner", "zz", "--output", "owners", "-q"])
         .ok();
@@ -314,6 +339,13 @@ fn b3_rows_the_cloud_encrypted_itself_are_refused() {
     .ok();
     query(&dir, SQL, "r2.parquet", "r2.json")
         .fails_with(&["signed by `zz`, who is not on the roster"]);
+    // The hospital, given a request that lists the file with zz's signature, refuses it too.
+    let sig = serde_json::from_str(&dir.read("lake/hospital=zz/fake.parquet.sig.json")).unwrap();
+    with_fake(Some(sig), "zz.json");
+    partial(&dir, "a", "result.parquet", "zz.json", &id).fails_with(&[
+        "hospital=zz/fake.parquet",
+        "signed by `zz`, who is not on the roster",
+    ]);
     assert!(!dir.path("a.partial.json").exists());
 }
 
@@ -891,4 +923,31 @@ fn the_demo_goes_through_signed_files_requests_re_verification_and_the_requester
     let req = dir.json("d/results/totals_by_region.request.json");
     assert_eq!(req["files"].as_array().unwrap().len(), 3);
     assert_eq!(req["roster_id"], dir.json("d/roster.json")["roster_id"]);
+}
+
+#[test]
+fn a_hospital_decrypts_nothing_without_a_request_unless_told_it_is_unverified() {
+    let dir = Dir::with_keys();
+    lake(&dir);
+    query(&dir, SQL, "result.parquet", "request.json").ok();
+    let err = dir
+        .run(&[
+            "partial-decrypt",
+            "--share",
+            "keys/share-a.json",
+            "--key",
+            "keys/public.json",
+            "--input",
+            "result.parquet",
+            "--output",
+            "a.partial.json",
+        ])
+        .fails_with(&["no --request given", "--unverified"]);
+    assert!(!err.contains("panicked"));
+    assert!(!dir.path("a.partial.json").exists());
+    // Said explicitly, the cloud-trusting path still works, and the log says it was unverified.
+    dir.partial("a", "result.parquet", "a.partial.json", &[])
+        .ok();
+    let log = dir.read("audit-a.log");
+    assert!(log.contains("\"unverified\":true"), "{log}");
 }

@@ -275,6 +275,7 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
     dir.copy_keys("other-t", "other");
     dir.run(&[
         "partial-decrypt",
+        "--unverified",
         "--share",
         "other/share-a.json",
         "--key",
@@ -290,6 +291,7 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
     // A cell under the row minimum: refused, listing the cells, and logged.
     dir.run(&[
         "partial-decrypt",
+        "--unverified",
         "--share",
         "keys/share-c.json",
         "--key",
@@ -314,6 +316,7 @@ fn bad_partials_shares_and_requests_are_rejected_with_their_reason() {
     // Individual values are never partially decrypted.
     dir.run(&[
         "partial-decrypt",
+        "--unverified",
         "--share",
         "keys/share-c.json",
         "--key",
