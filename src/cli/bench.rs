@@ -503,7 +503,6 @@ fn bench_reverify(rows: usize, repeat: usize, global: &Global) -> anyhow::Result
     use cipherlake::release::partial::ResultFile;
     use cipherlake::release::policy::Policy;
     use cipherlake::release::requester::RequesterKey;
-    use cipherlake::release::signature::Signer;
     use cipherlake::release::{verify, OwnerKey, Roster};
 
     const SQL: &str = include_str!("../../queries/totals_by_region.sql");
@@ -526,17 +525,10 @@ fn bench_reverify(rows: usize, repeat: usize, global: &Global) -> anyhow::Result
         std::fs::create_dir_all(dir.path().join("plain"))?;
         let n = rows / 2 + (i == 0) as usize * (rows % 2);
         synth::write_admissions(&plain, i, n, 2026)?;
-        let opts = EncryptOptions {
-            columns: super::encrypt::parse_columns("cost:2,length_of_stay,diabetic")?,
-            batch_size: 8192,
-            progress: None,
-            overwrite: true,
-            signer: Some(Arc::new(Signer::new(key, pk.key_id()))),
-        };
         let out = dir
             .path()
             .join(format!("lake/hospital={o}/admissions.parquet"));
-        encrypt_path(pk, &plain, &out, &opts)?;
+        super::demo::encrypt_signed(pk, &plain, &out, key)?;
     }
     let lake = dir.path().join("lake").display().to_string();
     let tables = vec![("admissions".to_owned(), lake.clone())];

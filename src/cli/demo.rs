@@ -169,18 +169,11 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     ));
     stages.time("encrypt and sign (each hospital)", || {
         for (h, key) in names.iter().zip(signers) {
-            let opts = EncryptOptions {
-                columns: super::encrypt::parse_columns("cost:2,length_of_stay,diabetic")?,
-                batch_size: 8192,
-                progress: None,
-                overwrite: true,
-                signer: Some(Arc::new(Signer::new(key, pk.key_id()))),
-            };
-            encrypt_path(
+            encrypt_signed(
                 pk,
                 &dir.join(format!("plain/hospital={h}/admissions.csv")),
                 &dir.join(format!("lake/hospital={h}/admissions.parquet")),
-                &opts,
+                key,
             )?;
         }
         Ok(())
@@ -440,5 +433,23 @@ fn write_shared(path: &Path, text: &str) -> anyhow::Result<()> {
     let out = Output::file(path, true, Privacy::Shared)?;
     out.writer()?.write_all(text.as_bytes())?;
     out.commit()?;
+    Ok(())
+}
+
+/// Encrypts synthetic admissions (`cost:2,length_of_stay,diabetic`) into `out`, signed by `key`.
+pub(crate) fn encrypt_signed(
+    pk: &cipherlake::paillier::PublicKey,
+    plain: &Path,
+    out: &Path,
+    key: OwnerKey,
+) -> anyhow::Result<()> {
+    let opts = EncryptOptions {
+        columns: super::encrypt::parse_columns("cost:2,length_of_stay,diabetic")?,
+        batch_size: 8192,
+        progress: None,
+        overwrite: true,
+        signer: Some(Arc::new(Signer::new(key, pk.key_id()))),
+    };
+    encrypt_path(pk, plain, out, &opts)?;
     Ok(())
 }
