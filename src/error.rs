@@ -165,12 +165,14 @@ pub enum Error {
         reason: String,
     },
 
-    /// An audit log whose chain is broken or that cannot be appended to (names the log and the
-    /// line).
-    #[error("audit log {}: {reason}", log.display())]
-    Audit {
-        /// The log file.
-        log: PathBuf,
+    /// A hash-chained file (audit log, release ledger) whose chain is broken or that cannot be
+    /// appended to (names the file and the line).
+    #[error("{what} {}: {reason}", path.display())]
+    Chain {
+        /// What the file is ("audit log", "ledger").
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
         /// What is wrong, naming the line.
         reason: String,
     },

@@ -9,10 +9,12 @@ use anyhow::Context;
 use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::{Output, Privacy};
-use cipherlake::release::audit::AuditLog;
+use cipherlake::release::audit::{AuditLog, Head};
+use cipherlake::release::ledger::{self, Ledger};
 use cipherlake::release::partial::{partial_decrypt_result, PartialFile, ResultFile};
 use cipherlake::release::policy::Policy;
 use cipherlake::release::verify::CellProvenance;
+use cipherlake::release::OwnerKey;
 use cipherlake::release::{verify, Request};
 use cipherlake::sql::KeyRing;
 use serde_json::json;
@@ -48,10 +50,23 @@ pub(crate) struct Args {
     /// policy file's min_owners.
     #[arg(long, value_name = "N")]
     min_owners: Option<u64>,
+    /// Refuse any aggregate to which an owner contributes fewer rows (needs --request);
+    /// overrides the policy file's min_rows_per_owner.
+    #[arg(long, value_name = "N")]
+    min_rows_per_owner: Option<u64>,
     /// The decryption request (from `query --request`): the party re-verifies it (signatures,
     /// the files read, its own run of the SQL, bit for bit) before it decrypts anything.
     #[arg(long, value_name = "FILE", requires = "roster")]
     request: Option<PathBuf>,
+    /// The consortium's release ledger (a shared file): the request is checked against every
+    /// release in it (the differencing rule), and this release is appended, signed with
+    /// --signing-key. Needs --request.
+    #[arg(long, value_name = "FILE", requires_all = ["request", "signing_key"])]
+    ledger: Option<PathBuf>,
+    /// This hospital's owner signing key (OWNER.signing.json; its owner id must be this share's
+    /// party, on the roster): signs its ledger entries.
+    #[arg(long, value_name = "FILE", requires = "ledger")]
+    signing_key: Option<PathBuf>,
     /// Decrypt without a request: the cloud's result file alone then says what each cell is (its
     /// tags and row counts), so a lying cloud can make this party reveal one patient's value.
     /// Only for results this party computed itself.
@@ -79,11 +94,17 @@ fn policy(args: &Args) -> anyhow::Result<Policy> {
     if let Some(n) = args.min_owners {
         p.min_owners = n;
     }
-    p.check("the release policy (--policy, --min-rows, --min-owners)")?;
-    if p.min_owners > 1 && args.request.is_none() {
+    if let Some(n) = args.min_rows_per_owner {
+        p.min_rows_per_owner = n;
+    }
+    p.check("the release policy (--policy, --min-rows, --min-owners, --min-rows-per-owner)")?;
+    let per_owner = p.min_owners > 1 || p.min_rows_per_owner > 1 || !p.owner_breakdown;
+    if per_owner && args.request.is_none() {
         anyhow::bail!(
-            "--min-owners {} needs --request: owners are known only from a re-verified request's signed files",
-            p.min_owners
+            "the policy's rules per owner (min_owners {}, min_rows_per_owner {}, owner_breakdown {}) need --request: owners are known only from a re-verified request's signed files",
+            p.min_owners,
+            p.min_rows_per_owner,
+            p.owner_breakdown
         );
     }
     Ok(p)
@@ -113,6 +134,10 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             .join("audit.log")
     });
     let log = AuditLog::open(&audit_path)?;
+    let ledger = match (&args.ledger, &args.signing_key) {
+        (Some(path), Some(key)) => Some(open_ledger(path, key, &share, &args, &log)?),
+        _ => None,
+    };
     let out = Output::file(&args.output, args.force, Privacy::Shared)?;
     let name = args.input.display().to_string();
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
@@ -121,7 +146,14 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let request_path = args.request.as_ref().map(|p| p.display().to_string());
     let (result, request, provenance) = match &args.request {
         None => (result, None, Vec::new()),
-        Some(path) => match reverify(&args, path, &pk, &policy, result, size, global) {
+        Some(path) => match reverify(&args, path, &pk, &policy, result, size, global).and_then(
+            |(result, request, cells)| {
+                if let Some(l) = &ledger {
+                    l.check(&request, &cells, &policy, global)?;
+                }
+                Ok((result, request, cells))
+            },
+        ) {
             Ok((result, request, cells)) => (result, Some(request), cells),
             Err(e) => {
                 // A refused re-verification is a decision too: it is logged with its reason.
@@ -187,6 +219,27 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         Err((decision, e)) => {
             event["decision"] = json!(decision);
             event["reason"] = json!(super::message(e));
+        }
+    }
+    // A release goes into the consortium's ledger before it is logged here; if it cannot, the
+    // partials are withdrawn (a release the other hospitals cannot see is not made).
+    if let (Ok(_), Some(l), Some(r)) = (&outcome, &ledger, &request) {
+        match l.append(share.party(), r, &provenance, &policy) {
+            Ok(h) => {
+                event["ledger"] = json!(l.ledger.path().display().to_string());
+                event["ledger_head"] = json!(h.to_string());
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&args.output);
+                let e = e.context(format!(
+                    "the release could not be entered in the ledger, so {} was withdrawn",
+                    args.output.display()
+                ));
+                event["decision"] = json!("failed");
+                event["reason"] = json!(super::message(&e));
+                log.append(event)?;
+                return Err(e);
+            }
         }
     }
     let head = match log.append(event) {
@@ -276,4 +329,115 @@ fn write_partial(out: Output, partial: &PartialFile) -> anyhow::Result<()> {
     out.writer()?.write_all(text.as_bytes())?;
     out.commit()?;
     Ok(())
+}
+
+/// The ledger as this party uses it: its signing key, the roster, and the ledger head this party
+/// last saw (from its own audit log), which the ledger must still hold.
+struct PartyLedger {
+    ledger: Ledger,
+    key: OwnerKey,
+    roster: cipherlake::release::Roster,
+    seen: Option<Head>,
+}
+
+fn open_ledger(
+    path: &Path,
+    key: &Path,
+    share: &cipherlake::paillier::threshold::KeyShare,
+    args: &Args,
+    log: &AuditLog,
+) -> anyhow::Result<PartyLedger> {
+    let key = OwnerKey::load(key)?;
+    anyhow::ensure!(
+        key.owner() == share.party(),
+        "the signing key is owner `{}`'s but the share is party `{}`'s: a hospital signs its ledger entries as itself",
+        key.owner(),
+        share.party()
+    );
+    let roster = args.roster.load()?.context("--ledger needs --roster")?;
+    anyhow::ensure!(
+        roster.owner(key.owner()).map(|o| o.key_b64()) == Some(key.public().key_b64()),
+        "the signing key of `{}` is not the one on the roster {}: the other hospitals could not check its ledger entries",
+        key.owner(),
+        roster.id()
+    );
+    let ledger = Ledger::new(path);
+    // The last head this party saw of this ledger, from its own audit log.
+    let seen = match log.last("ledger_head")? {
+        Some(v) if log.last("ledger")? == Some(json!(path.display().to_string())) => Some(
+            v.as_str()
+                .unwrap_or_default()
+                .parse::<Head>()
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("audit log {}", log.path().display()))?,
+        ),
+        _ => None,
+    };
+    Ok(PartyLedger {
+        ledger,
+        key,
+        roster,
+        seen,
+    })
+}
+
+impl PartyLedger {
+    /// Reads and checks the whole ledger, then the differencing rule of this request's cells
+    /// against every release in it and against each other.
+    fn check(
+        &self,
+        request: &Request,
+        cells: &[CellProvenance],
+        policy: &Policy,
+        global: &Global,
+    ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let (past, _) = self.ledger.read(&self.roster, self.seen.as_ref())?;
+        differencing(request, cells, &past, policy)?;
+        if !global.quiet {
+            eprintln!(
+                "  ledger {}: {} earlier release(s), none within {} rows of a cell (checked in {:.2} s)",
+                self.ledger.path().display(),
+                past.len(),
+                policy.min_rows,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Enters this release in the ledger, checking the differencing rule again under its lock.
+    fn append(
+        &self,
+        party: &str,
+        request: &Request,
+        cells: &[CellProvenance],
+        policy: &Policy,
+    ) -> anyhow::Result<Head> {
+        let snapshot = ledger::snapshot(request.files.iter().map(|f| f.signature.sha256.as_str()));
+        let entry = ledger::Entry::new(party, &request.request_id, &request.sql, snapshot, cells);
+        Ok(self
+            .ledger
+            .append(&self.roster, &self.key, &entry, |past| {
+                differencing(request, cells, past, policy)
+            })?)
+    }
+}
+
+/// The differencing rule (see `release::ledger`) as a refusal of the request.
+fn differencing(
+    request: &Request,
+    cells: &[CellProvenance],
+    past: &[ledger::Release],
+    policy: &Policy,
+) -> cipherlake::Result<()> {
+    let reasons = ledger::differencing(&request.request_id, cells, past, policy.min_rows);
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(cipherlake::Error::ReleaseRefused {
+            request: request.request_id.clone(),
+            reasons,
+        })
+    }
 }

@@ -13,6 +13,8 @@
 //! docs/FORMAT.md specifies every file; docs/SECURITY.md says what each check stops.
 
 pub mod audit;
+pub mod chain;
+pub mod ledger;
 pub mod owner;
 pub mod partial;
 pub mod plan;

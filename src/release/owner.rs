@@ -181,6 +181,16 @@ impl OwnerPublic {
         })
     }
 
+    /// Whether `signature` (base64url) is this owner's Ed25519 signature of `digest` (strict
+    /// verification: no malleable or small-order forms).
+    pub(crate) fn verifies(&self, digest: &[u8; 32], signature: &str) -> bool {
+        b64_fixed::<64>(signature).is_ok_and(|sig| {
+            self.key
+                .verify_strict(digest, &Signature::from_bytes(&sig))
+                .is_ok()
+        })
+    }
+
     /// The base64url public key.
     pub fn key_b64(&self) -> String {
         b64(self.key.as_bytes())

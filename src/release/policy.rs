@@ -25,6 +25,22 @@ pub struct Policy {
     pub min_rows: u64,
     /// Each cell has rows from at least this many owners (at least 1).
     pub min_owners: u64,
+    /// Each owner that contributes to a cell contributes at least this many rows (a site's own
+    /// minimum; 1: no such rule).
+    #[serde(default = "one")]
+    pub min_rows_per_owner: u64,
+    /// Whether a cell may hold the rows of one owner only when the request spans several (a
+    /// per-site breakdown, such as `GROUP BY hospital`).
+    #[serde(default = "yes")]
+    pub owner_breakdown: bool,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Policy {
@@ -32,6 +48,8 @@ impl Default for Policy {
         Policy {
             min_rows: DEFAULT_MIN_ROWS,
             min_owners: 1,
+            min_rows_per_owner: 1,
+            owner_breakdown: true,
         }
     }
 }
@@ -43,6 +61,10 @@ struct PolicyFile {
     version: u32,
     min_rows: u64,
     min_owners: u64,
+    #[serde(default = "one")]
+    min_rows_per_owner: u64,
+    #[serde(default = "yes")]
+    owner_breakdown: bool,
 }
 
 impl Policy {
@@ -54,9 +76,9 @@ impl Policy {
                 self.min_rows
             )));
         }
-        if self.min_owners < 1 {
+        if self.min_owners < 1 || self.min_rows_per_owner < 1 {
             return Err(Error::Invalid(format!(
-                "{what}: min_owners must be at least 1"
+                "{what}: min_owners and min_rows_per_owner must be at least 1"
             )));
         }
         Ok(())
@@ -77,6 +99,8 @@ impl Policy {
         let policy = Policy {
             min_rows: file.min_rows,
             min_owners: file.min_owners,
+            min_rows_per_owner: file.min_rows_per_owner,
+            owner_breakdown: file.owner_breakdown,
         };
         policy.check(&path.display().to_string())?;
         Ok(policy)
@@ -89,14 +113,18 @@ impl Policy {
             version: POLICY_VERSION,
             min_rows: self.min_rows,
             min_owners: self.min_owners,
+            min_rows_per_owner: self.min_rows_per_owner,
+            owner_breakdown: self.owner_breakdown,
         })
     }
 
     /// Its digest, bound into every proof of a partial decryption made under it.
     pub fn digest(&self) -> [u8; 32] {
-        let mut d = Labelled::new("cipherlake.release_policy.v1");
+        let mut d = Labelled::new("cipherlake.release_policy.v2");
         d.u64("min_rows", self.min_rows)
-            .u64("min_owners", self.min_owners);
+            .u64("min_owners", self.min_owners)
+            .u64("min_rows_per_owner", self.min_rows_per_owner)
+            .u64("owner_breakdown", u64::from(self.owner_breakdown));
         d.finish()
     }
 
@@ -105,6 +133,8 @@ impl Policy {
         Policy {
             min_rows: self.min_rows.max(other.min_rows),
             min_owners: self.min_owners.max(other.min_owners),
+            min_rows_per_owner: self.min_rows_per_owner.max(other.min_rows_per_owner),
+            owner_breakdown: self.owner_breakdown && other.owner_breakdown,
         }
     }
 }
@@ -120,6 +150,8 @@ mod tests {
         let pol = Policy {
             min_rows: 20,
             min_owners: 2,
+            min_rows_per_owner: 5,
+            owner_breakdown: false,
         };
         std::fs::write(&p, pol.to_json().unwrap()).unwrap();
         assert_eq!(Policy::load(&p).unwrap(), pol);
@@ -140,17 +172,28 @@ mod tests {
         let a = Policy {
             min_rows: 20,
             min_owners: 1,
+            min_rows_per_owner: 3,
+            owner_breakdown: true,
         };
         let b = Policy {
             min_rows: 11,
             min_owners: 3,
+            min_rows_per_owner: 1,
+            owner_breakdown: false,
         };
         assert_ne!(a.digest(), b.digest());
+        let c = Policy {
+            owner_breakdown: false,
+            ..a
+        };
+        assert_ne!(a.digest(), c.digest());
         assert_eq!(
             a.stricter(b),
             Policy {
                 min_rows: 20,
-                min_owners: 3
+                min_owners: 3,
+                min_rows_per_owner: 3,
+                owner_breakdown: false,
             }
         );
     }

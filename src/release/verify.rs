@@ -63,7 +63,15 @@ pub struct CellProvenance {
     pub rows: u64,
     /// Rows per contributing owner.
     pub owners: BTreeMap<String, u64>,
+    /// The lake column(s) its values come from (`cost`, or `cost+length_of_stay`).
+    pub measure: String,
+    /// The contributing rows, per file (by the file's SHA-256): row numbers within the file.
+    pub row_set: RowSet,
 }
+
+/// A cell's contributing rows: per lake file (its SHA-256, so the same file in any request is the
+/// same key), the 0-based row numbers within it.
+pub type RowSet = BTreeMap<String, roaring::RoaringBitmap>;
 
 /// An absolute local table location; object stores and globs are not (yet) supported in
 /// requests, and say so.
@@ -396,8 +404,17 @@ pub async fn reverify(
         .map_err(|e| refuse(format!("the re-run failed: {e}")))?;
     let schema = plan.schema();
     let batches = same_result(&schema, &own, result_batches).map_err(refuse)?;
-    let (cells, reasons) =
-        provenance(&tracing, &batches, &owner_names, &file_owners, policy, keys)?;
+    let file_shas: Vec<&str> = request
+        .files
+        .iter()
+        .map(|f| f.signature.sha256.as_str())
+        .collect();
+    let files = Files {
+        owner_names: &owner_names,
+        owners: &file_owners,
+        shas: &file_shas,
+    };
+    let (cells, reasons) = provenance(&tracing, &batches, &files, policy, keys)?;
     drop(tracing);
     if !reasons.is_empty() {
         return Err(Error::ReleaseRefused {
@@ -453,16 +470,26 @@ fn seed(trace: &sql::trace::Trace, path: &Path, index: u64) -> Result<()> {
     Ok(())
 }
 
-/// Every encrypted cell of the result traced to its lake rows (row ids `file << 32 | row`, the
-/// file's owner from `file_owners`), and what the policy refuses.
+/// The request's files, by index (the high 32 bits of a traced row id).
+struct Files<'a> {
+    /// Owner ids, sorted.
+    owner_names: &'a [String],
+    /// Each file's owner, as an index into `owner_names`.
+    owners: &'a [u16],
+    /// Each file's SHA-256.
+    shas: &'a [&'a str],
+}
+
+/// Every encrypted cell of the result traced to its lake rows (row ids `file << 32 | row`), and
+/// what the policy refuses.
 fn provenance(
     trace: &sql::trace::Trace,
     batches: &[RecordBatch],
-    owner_names: &[String],
-    file_owners: &[u16],
+    files: &Files,
     policy: &Policy,
     keys: &KeyRing,
 ) -> Result<(Vec<CellProvenance>, Vec<String>)> {
+    let request_owners = files.owners.iter().collect::<BTreeSet<_>>().len();
     use crate::lake::schema::AggregateValue;
     let mut cells = Vec::new();
     let mut reasons = Vec::new();
@@ -507,13 +534,20 @@ fn provenance(
                 policy.min_rows
             ));
         }
+        // Row ids are `file << 32 | row`: the treemap's 32-bit halves are the files.
         let mut owners = BTreeMap::new();
-        for (i, &o) in file_owners.iter().enumerate() {
-            let i = i as u64;
-            let n = t.rows.range_cardinality((i << 32)..((i + 1) << 32));
-            if n > 0 {
-                *owners.entry(owner_names[o as usize].clone()).or_insert(0) += n;
-            }
+        let mut row_set = RowSet::new();
+        for (file, rows) in t.rows.bitmaps() {
+            let (Some(&o), Some(sha)) = (
+                files.owners.get(file as usize),
+                files.shas.get(file as usize),
+            ) else {
+                continue;
+            };
+            *owners
+                .entry(files.owner_names[o as usize].clone())
+                .or_insert(0) += rows.len();
+            *row_set.entry((*sha).to_owned()).or_default() |= rows;
         }
         if (owners.len() as u64) < policy.min_owners {
             reasons.push(format!(
@@ -522,11 +556,27 @@ fn provenance(
                 policy.min_owners
             ));
         }
+        for (owner, &n) in &owners {
+            if n < policy.min_rows_per_owner {
+                reasons.push(format!(
+                    "{at}: owner `{owner}` contributes {n} row(s), fewer than this hospital's minimum of {} per owner",
+                    policy.min_rows_per_owner
+                ));
+            }
+        }
+        if !policy.owner_breakdown && owners.len() == 1 && request_owners > 1 {
+            let only = owners.keys().next().cloned().unwrap_or_default();
+            reasons.push(format!(
+                "{at}: all its rows come from owner `{only}`, a per-owner breakdown this hospital's policy does not allow"
+            ));
+        }
         cells.push(CellProvenance {
             column: field.name().clone(),
             row,
             rows: distinct,
             owners,
+            measure: t.measure.map(|m| trace.measure(m)).unwrap_or_default(),
+            row_set,
         });
         Ok(())
     })?;

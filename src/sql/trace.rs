@@ -56,6 +56,8 @@ pub struct Origin {
     pub mixed: bool,
     /// The ciphertext occurs more than once in the lake.
     pub duplicate: bool,
+    /// The lake column(s) the value is made from (see [`Trace::measure`]).
+    pub measure: u32,
 }
 
 /// Something that makes a cell untraceable or not a plain sum of distinct rows.
@@ -93,6 +95,8 @@ pub struct CellTrace {
     pub rows: RoaringTreemap,
     /// The one expression every row went through (None: no row yet).
     pub form: Option<u64>,
+    /// The lake column(s) its rows' values come from (see [`Trace::measure`]).
+    pub measure: Option<u32>,
     /// What is wrong with it, if anything.
     pub problems: BTreeSet<Problem>,
 }
@@ -121,6 +125,7 @@ impl CellTrace {
             self.problems.insert(Problem::DuplicateInLake);
         }
         self.form(o.form);
+        self.measure.get_or_insert(o.measure);
         if !self.rows.insert(o.row) {
             self.problems.insert(Problem::Repeated);
         }
@@ -135,6 +140,9 @@ impl CellTrace {
         if let Some(f) = o.form {
             self.form(f);
         }
+        if let Some(m) = o.measure {
+            self.measure.get_or_insert(m);
+        }
         if self.rows.intersection_len(&o.rows) > 0 {
             self.problems.insert(Problem::Repeated);
         }
@@ -148,6 +156,8 @@ impl CellTrace {
 pub struct Trace {
     values: RwLock<HashMap<Key, Origin>>,
     cells: RwLock<HashMap<Key, CellTrace>>,
+    /// Measure names (`cost`, `cost+length_of_stay`), numbered in the order first seen.
+    measures: RwLock<Vec<String>>,
 }
 
 /// The digest of a form.
@@ -157,6 +167,41 @@ fn form_of(parts: &[&[u8]]) -> u64 {
 }
 
 impl Trace {
+    /// The number of a measure name, added if new.
+    fn intern(&self, name: &str) -> u32 {
+        let mut m = self
+            .measures
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match m.iter().position(|x| x == name) {
+            Some(i) => i as u32,
+            None => {
+                m.push(name.to_owned());
+                (m.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The name of measure `i`: the lake column a value comes from, or the columns joined by
+    /// `+` (in name order) for a value made from several. Whatever the constant weights, two cells
+    /// of one measure over row sets that differ by a few rows reveal those rows by difference.
+    pub fn measure(&self, i: u32) -> String {
+        let m = self.measures.read().unwrap_or_else(PoisonError::into_inner);
+        m.get(i as usize).cloned().unwrap_or_default()
+    }
+
+    /// The measure of values made from values of measures `a` and `b`.
+    fn combined(&self, a: u32, b: u32) -> u32 {
+        if a == b {
+            return a;
+        }
+        let (a, b) = (self.measure(a), self.measure(b));
+        let mut cols: Vec<&str> = a.split('+').chain(b.split('+')).collect();
+        cols.sort_unstable();
+        cols.dedup();
+        self.intern(&cols.join("+"))
+    }
+
     /// Records a lake ciphertext: row `row`, column `column`.
     pub fn seed(&self, ciphertext: &[u8], row: u64, column: &str) {
         let origin = Origin {
@@ -164,6 +209,7 @@ impl Trace {
             form: form_of(&[b"column", column.as_bytes()]),
             mixed: false,
             duplicate: false,
+            measure: self.intern(column),
         };
         let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
         values
@@ -193,6 +239,7 @@ impl Trace {
             forms.push(o.form.to_le_bytes());
             origin.mixed |= o.mixed || o.row != first.row;
             origin.duplicate |= o.duplicate;
+            origin.measure = self.combined(origin.measure, o.measure);
         }
         let mut parts: Vec<&[u8]> = op.to_vec();
         parts.extend(forms.iter().map(|f| f.as_slice()));
@@ -278,6 +325,7 @@ mod tests {
             form,
             mixed: false,
             duplicate: false,
+            measure: 0,
         })
     }
 
@@ -317,8 +365,13 @@ mod tests {
         let d = t.origin(b"c2x3").unwrap();
         assert_eq!(d.row, 2);
         assert_ne!(d.form, c2.unwrap().form);
+        assert_eq!(t.measure(d.measure), "cost");
         t.derive(b"mix", &[b"add"], &[c2, t.origin(b"l1")]);
-        assert!(t.origin(b"mix").unwrap().mixed);
+        let mix = t.origin(b"mix").unwrap();
+        assert!(mix.mixed);
+        assert_eq!(t.measure(mix.measure), "cost+los");
+        t.derive(b"mix2", &[b"add"], &[t.origin(b"l1"), t.origin(b"mix")]);
+        assert_eq!(t.origin(b"mix2").unwrap().measure, mix.measure);
         t.derive(b"none", &[b"add"], &[c2, None]);
         assert!(t.origin(b"none").is_none());
     }

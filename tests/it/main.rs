@@ -7,6 +7,7 @@ mod fingerprint;
 mod hostile;
 mod lake;
 mod laws;
+mod ledger;
 mod queries;
 mod release_sql;
 mod request;

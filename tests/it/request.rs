@@ -796,7 +796,7 @@ fn provenance_refuses_what_the_plan_alone_does_not_show_and_policies_bind() {
         "x.json",
         &["--min-owners", "2", "--force"],
     )
-    .fails_with(&["--min-owners 2 needs --request"]);
+    .fails_with(&["rules per owner (min_owners 2"]);
     dir.partial("a", "result.parquet", "x.json", &["--min-rows", "1"])
         .fails_with(&["min_rows 1 would release individual values"]);
 }
@@ -887,7 +887,7 @@ fn the_audit_log_chains_every_decision_and_catches_tampering() {
     dir.run(&["audit", "verify", "audit-a.log"]).ok();
     dir.run(&["audit", "verify", "audit-a.log", "--head", &head])
         .fails_with(&[
-            "the log ends at entry 1 but the recorded head is entry 2",
+            "it ends at entry 1 but the recorded head is entry 2",
             "removed from its end",
         ]);
     // A malformed head is bad usage (exit 2), said as such.

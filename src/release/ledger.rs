@@ -1,0 +1,519 @@
+//! The consortium's release ledger: one shared, hash-chained file of every release, each entry
+//! signed by the hospital that released it, so that every hospital checks a new request against
+//! every earlier release, whoever made it.
+//!
+//! An entry names the request, its SQL and lake snapshot, and for each released cell its measure
+//! (the lake column its values come from) and its contributing rows, per lake file (by SHA-256)
+//! as a compressed bitmap of row numbers: never a value. The **differencing rule**: a cell is
+//! refused when its rows differ from those of any released cell of the same measure, earlier or in
+//! the same request, by 1 to k − 1 rows (the symmetric difference), since the difference of the
+//! two sums is then a sum over fewer than k patients, possibly one.
+//!
+//! Lines are chained as [`super::chain`] says and signed: `signature` is the releasing party's
+//! Ed25519 signature (its owner key on the roster) of the labelled digest, under
+//! `cipherlake.ledger_entry.v1`, of `seq` (8 bytes), `prev` and the entry's JSON bytes as written.
+//! docs/FORMAT.md gives the layout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::chain::Chain;
+pub use super::chain::Head;
+use super::verify::{CellProvenance, RowSet};
+use super::{OwnerKey, Roster};
+use crate::digest::Labelled;
+use crate::error::{Error, Result};
+
+const KIND: &str = "cipherlake.ledger";
+const VERSION: u32 = 1;
+const DOMAIN: &str = "cipherlake.ledger_entry.v1";
+
+/// What one release put in the ledger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The releasing party (its owner id on the roster).
+    pub party: String,
+    /// The request released.
+    pub request_id: String,
+    /// Its SQL.
+    pub sql: String,
+    /// The lake snapshot it read: the labelled digest of its files' SHA-256s, sorted.
+    pub snapshot: String,
+    /// Seconds since 1970-01-01 UTC.
+    pub released_at: u64,
+    /// Every released cell.
+    pub cells: Vec<Cell>,
+}
+
+/// One released cell: where it is, its measure and its rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    /// 0-based result row.
+    pub row: u64,
+    /// Result column.
+    pub column: String,
+    /// The lake column(s) its values come from.
+    pub measure: String,
+    /// Per lake file (SHA-256, hex): the contributing row numbers, as a serialized Roaring
+    /// bitmap in base64url.
+    pub rows: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    kind: String,
+    version: u32,
+    seq: u64,
+    prev: String,
+    #[serde(borrow)]
+    entry: &'a RawValue,
+    signature: String,
+}
+
+/// A past release, as read from the ledger.
+#[derive(Clone, Debug)]
+pub struct Release {
+    /// Its line number.
+    pub seq: u64,
+    /// The entry.
+    pub entry: Entry,
+    /// Its cells' row sets, decoded.
+    pub row_sets: Vec<RowSet>,
+}
+
+fn digest(seq: u64, prev: &str, entry: &[u8]) -> [u8; 32] {
+    let mut d = Labelled::new(DOMAIN);
+    d.u64("seq", seq)
+        .item("prev", prev.as_bytes())
+        .item("entry", entry);
+    d.finish()
+}
+
+fn encode_rows(rows: &RoaringBitmap) -> String {
+    let mut bytes = Vec::with_capacity(rows.serialized_size());
+    // Writing into a Vec cannot fail.
+    let _ = rows.serialize_into(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_rows(s: &str) -> std::result::Result<RoaringBitmap, String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| "a row set is not base64url".to_owned())?;
+    RoaringBitmap::deserialize_from(bytes.as_slice())
+        .map_err(|e| format!("a row set is not a Roaring bitmap: {e}"))
+}
+
+/// The snapshot digest of a request's files (their SHA-256s).
+pub fn snapshot<'a>(shas: impl IntoIterator<Item = &'a str>) -> String {
+    let mut shas: Vec<&str> = shas.into_iter().collect();
+    shas.sort_unstable();
+    shas.dedup();
+    let mut d = Labelled::new("cipherlake.snapshot.v1");
+    d.u64("files", shas.len() as u64);
+    for s in shas {
+        d.item("sha256", s.as_bytes());
+    }
+    d.hex()
+}
+
+impl Entry {
+    /// The entry for a release of `cells` (this party's provenance of them).
+    pub fn new(
+        party: &str,
+        request_id: &str,
+        sql: &str,
+        snapshot: String,
+        cells: &[CellProvenance],
+    ) -> Self {
+        Entry {
+            party: party.to_owned(),
+            request_id: request_id.to_owned(),
+            sql: sql.to_owned(),
+            snapshot,
+            released_at: super::signature::now(),
+            cells: cells
+                .iter()
+                .map(|c| Cell {
+                    row: c.row,
+                    column: c.column.clone(),
+                    measure: c.measure.clone(),
+                    rows: c
+                        .row_set
+                        .iter()
+                        .map(|(sha, rows)| (sha.clone(), encode_rows(rows)))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The release ledger at a path.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    chain: Chain,
+}
+
+impl Ledger {
+    /// The ledger at `path` (a missing file is an empty ledger).
+    pub fn new(path: &Path) -> Self {
+        Ledger {
+            chain: Chain::new(path, "ledger", KIND, VERSION),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        self.chain.path()
+    }
+
+    /// Checks one line: its signature by a party on `roster`; returns the release.
+    fn release(&self, roster: &Roster, seq: u64, bytes: &[u8]) -> Result<Release> {
+        let at = format!("line {} (entry {seq})", seq + 1);
+        let line: Line = serde_json::from_slice(bytes)
+            .map_err(|e| self.chain.error(format!("{at} is not a ledger entry: {e}")))?;
+        let entry: Entry = serde_json::from_str(line.entry.get())
+            .map_err(|e| self.chain.error(format!("{at} is not a ledger entry: {e}")))?;
+        let Some(owner) = roster.owner(&entry.party) else {
+            return Err(self.chain.error(format!(
+                "{at} is signed as `{}`, who is not on the roster {}",
+                crate::error::preview(&entry.party),
+                roster.id()
+            )));
+        };
+        let d = digest(seq, &line.prev, line.entry.get().as_bytes());
+        if !owner.verifies(&d, &line.signature) {
+            return Err(self.chain.error(format!(
+                "{at}: the signature of `{}` does not verify: the entry was edited, or not written by that party",
+                entry.party
+            )));
+        }
+        let row_sets = entry
+            .cells
+            .iter()
+            .map(|c| {
+                c.rows
+                    .iter()
+                    .map(|(sha, s)| Ok((sha.clone(), decode_rows(s)?)))
+                    .collect::<std::result::Result<RowSet, String>>()
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()
+            .map_err(|why| self.chain.error(format!("{at}: {why}")))?;
+        Ok(Release {
+            seq,
+            entry,
+            row_sets,
+        })
+    }
+
+    /// Reads every release, checking the chain and every signature against `roster`; with
+    /// `head`, the ledger must still hold that entry unchanged.
+    pub fn read(
+        &self,
+        roster: &Roster,
+        head: Option<&Head>,
+    ) -> Result<(Vec<Release>, Option<Head>)> {
+        let mut out = Vec::new();
+        let checked = self.chain.walk(head, |seq, line| {
+            out.push(self.release(roster, seq, line)?);
+            Ok(())
+        })?;
+        Ok((out, checked.head))
+    }
+
+    /// Appends `entry`, signed by `key` (whose owner must be the entry's party), under the
+    /// ledger's lock, if `check` accepts every release in the ledger then (so a release another
+    /// party entered since this one was checked is not missed); returns the new head.
+    pub fn append(
+        &self,
+        roster: &Roster,
+        key: &OwnerKey,
+        entry: &Entry,
+        check: impl FnOnce(&[Release]) -> Result<()>,
+    ) -> Result<Head> {
+        if key.owner() != entry.party {
+            return Err(Error::Invalid(format!(
+                "the signing key is `{}`'s, but the release is by `{}`",
+                key.owner(),
+                entry.party
+            )));
+        }
+        let body = serde_json::to_string(entry).map_err(|e| self.chain.error(e.to_string()))?;
+        let past = std::cell::RefCell::new(Vec::new());
+        self.chain.append(
+            |seq, line| {
+                past.borrow_mut().push(self.release(roster, seq, line)?);
+                Ok(())
+            },
+            |seq, prev| {
+                check(&past.borrow())?;
+                let sig = key.sign_digest(&digest(seq, prev, body.as_bytes()));
+                let raw =
+                    RawValue::from_string(body).map_err(|e| self.chain.error(e.to_string()))?;
+                let line = Line {
+                    kind: KIND.to_owned(),
+                    version: VERSION,
+                    seq,
+                    prev: prev.to_owned(),
+                    entry: &raw,
+                    signature: URL_SAFE_NO_PAD.encode(sig.to_bytes()),
+                };
+                serde_json::to_vec(&line).map_err(|e| self.chain.error(e.to_string()))
+            },
+        )
+    }
+}
+
+/// The size of the symmetric difference of two row sets.
+pub fn difference(a: &RowSet, b: &RowSet) -> u64 {
+    let mut d = 0;
+    for (sha, x) in a {
+        d += match b.get(sha) {
+            Some(y) => x.len() + y.len() - 2 * x.intersection_len(y),
+            None => x.len(),
+        };
+    }
+    for (sha, y) in b {
+        if !a.contains_key(sha) {
+            d += y.len();
+        }
+    }
+    d
+}
+
+fn size(a: &RowSet) -> u64 {
+    a.values().map(RoaringBitmap::len).sum()
+}
+
+/// The differencing rule over `cells` (a new request, `request_id`) against `past` releases and
+/// each other: the reasons to refuse, each naming both cells.
+pub fn differencing(
+    request_id: &str,
+    cells: &[CellProvenance],
+    past: &[Release],
+    min_rows: u64,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let close = |a: &RowSet, b: &RowSet| {
+        // The sizes bound the difference from below: most pairs are settled without a bitmap
+        // operation.
+        let (x, y) = (size(a), size(b));
+        if x.abs_diff(y) >= min_rows {
+            return None;
+        }
+        let d = difference(a, b);
+        (1..min_rows).contains(&d).then_some(d)
+    };
+    for (i, c) in cells.iter().enumerate() {
+        let at = format!("row {}, column `{}`", c.row + 1, c.column);
+        for r in past {
+            // The same request again (another party's entry of it, or a repeat over the same
+            // snapshot) is the same release.
+            if r.entry.request_id == request_id {
+                continue;
+            }
+            for (p, rows) in r.entry.cells.iter().zip(&r.row_sets) {
+                if p.measure != c.measure {
+                    continue;
+                }
+                if let Some(d) = close(&c.row_set, rows) {
+                    reasons.push(format!(
+                        "{at}: its rows of `{}` differ by {d} from those of row {}, column `{}` of request {} (released by `{}`, ledger entry {}), fewer than this hospital's minimum of {min_rows}: the difference of the two would reveal those rows",
+                        c.measure,
+                        p.row + 1,
+                        p.column,
+                        &r.entry.request_id[..r.entry.request_id.len().min(16)],
+                        r.entry.party,
+                        r.seq
+                    ));
+                }
+            }
+        }
+        for o in &cells[..i] {
+            if o.measure == c.measure {
+                if let Some(d) = close(&c.row_set, &o.row_set) {
+                    reasons.push(format!(
+                        "{at}: its rows of `{}` differ by {d} from those of row {}, column `{}` of this request, fewer than this hospital's minimum of {min_rows}: the difference of the two would reveal those rows",
+                        c.measure,
+                        o.row + 1,
+                        o.column
+                    ));
+                }
+            }
+        }
+    }
+    reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn cell(row: u64, measure: &str, files: &[(&str, std::ops::Range<u32>)]) -> CellProvenance {
+        let row_set: RowSet = files
+            .iter()
+            .map(|(sha, r)| (sha.to_string(), r.clone().collect()))
+            .collect();
+        CellProvenance {
+            column: "total".into(),
+            row,
+            rows: size(&row_set),
+            owners: BTreeMap::new(),
+            measure: measure.into(),
+            row_set,
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Ledger, Roster, OwnerKey, OwnerKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = OwnerKey::generate("a").unwrap();
+        let b = OwnerKey::generate("b").unwrap();
+        let roster = Roster::new(KEY, vec![a.public(), b.public()]).unwrap();
+        let ledger = Ledger::new(&dir.path().join("ledger.jsonl"));
+        (dir, ledger, roster, a, b)
+    }
+
+    #[test]
+    fn entries_chain_sign_and_round_trip() {
+        let (_d, ledger, roster, a, b) = setup();
+        assert!(ledger.read(&roster, None).unwrap().0.is_empty());
+        let c = [cell(0, "cost", &[("f1", 0..15), ("f2", 3..9)])];
+        let e1 = Entry::new("a", "r1", "SELECT 1", snapshot(["f1", "f2"]), &c);
+        ledger.append(&roster, &a, &e1, |_| Ok(())).unwrap();
+        let e2 = Entry::new("b", "r2", "SELECT 2", snapshot(["f1"]), &c);
+        let head = ledger.append(&roster, &b, &e2, |_| Ok(())).unwrap();
+        let (past, h) = ledger.read(&roster, Some(&head)).unwrap();
+        assert_eq!(h, Some(head));
+        assert_eq!(past.len(), 2);
+        assert_eq!(past[0].entry, e1);
+        assert_eq!(past[1].row_sets[0], c[0].row_set);
+        // Signed by the wrong party's key: refused before writing.
+        assert!(ledger.append(&roster, &a, &e2, |_| Ok(())).is_err());
+        // A check that fails under the lock leaves the ledger as it was.
+        let refused = ledger.append(&roster, &a, &e1, |past| {
+            assert_eq!(past.len(), 2);
+            Err(Error::Invalid("no".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(ledger.read(&roster, None).unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn edited_forged_and_reordered_entries_are_caught() {
+        let (_d, ledger, roster, a, b) = setup();
+        let c = [cell(0, "cost", &[("f1", 0..15)])];
+        ledger
+            .append(
+                &roster,
+                &a,
+                &Entry::new("a", "r1", "S", snapshot(["f1"]), &c),
+                |_| Ok(()),
+            )
+            .unwrap();
+        ledger
+            .append(
+                &roster,
+                &b,
+                &Entry::new("b", "r2", "S", snapshot(["f1"]), &c),
+                |_| Ok(()),
+            )
+            .unwrap();
+        let text = std::fs::read_to_string(ledger.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let put = |ls: &[&str]| std::fs::write(ledger.path(), ls.join("\n") + "\n").unwrap();
+        // The last entry edited (its SQL): its signature no longer verifies.
+        let edited = lines[1].replace("\"sql\":\"S\"", "\"sql\":\"T\"");
+        put(&[lines[0], &edited]);
+        let e = ledger.read(&roster, None).unwrap_err().to_string();
+        assert!(e.contains("signature of `b` does not verify"), "{e}");
+        // Reordered.
+        put(&[lines[1], lines[0]]);
+        assert!(ledger.read(&roster, None).is_err());
+        // Written by someone off the roster.
+        let z = OwnerKey::generate("z").unwrap();
+        let other = Roster::new(KEY, vec![a.public(), z.public()]).unwrap();
+        put(&[lines[0]]);
+        ledger
+            .append(
+                &other,
+                &z,
+                &Entry::new("z", "r3", "S", snapshot(["f1"]), &c),
+                |_| Ok(()),
+            )
+            .unwrap();
+        let e = ledger.read(&roster, None).unwrap_err().to_string();
+        assert!(e.contains("`z`, who is not on the roster"), "{e}");
+    }
+
+    #[test]
+    fn the_differencing_rule() {
+        let (_d, ledger, roster, a, _) = setup();
+        let base = cell(0, "cost", &[("f1", 0..15), ("f2", 0..5)]);
+        ledger
+            .append(
+                &roster,
+                &a,
+                &Entry::new(
+                    "a",
+                    "r1",
+                    "S",
+                    snapshot(["f1", "f2"]),
+                    std::slice::from_ref(&base),
+                ),
+                |_| Ok(()),
+            )
+            .unwrap();
+        let (past, _) = ledger.read(&roster, None).unwrap();
+        // The same group minus one patient: refused, naming the earlier release.
+        let minus_one = cell(0, "cost", &[("f1", 0..14), ("f2", 0..5)]);
+        let r = differencing("r2", std::slice::from_ref(&minus_one), &past, 11);
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].contains("differ by 1 from those of row 1, column `total` of request r1"),
+            "{r:?}"
+        );
+        // Another measure, the same rows (Δ = 0), the same request again, or far enough: released.
+        for (id, c) in [
+            (
+                "r2",
+                cell(0, "length_of_stay", &[("f1", 0..14), ("f2", 0..5)]),
+            ),
+            ("r2", base.clone()),
+            ("r1", minus_one.clone()),
+            (
+                "r2",
+                cell(0, "cost", &[("f1", 0..15), ("f2", 0..5), ("f3", 0..11)]),
+            ),
+        ] {
+            assert!(differencing(id, &[c], &past, 11).is_empty());
+        }
+        // Within one request: a total and the total minus one row.
+        let r = differencing(
+            "r3",
+            &[
+                cell(0, "x", &[("f9", 0..20)]),
+                cell(1, "x", &[("f9", 1..20)]),
+            ],
+            &[],
+            11,
+        );
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].contains("row 2, column `total`") && r[0].contains("of this request"),
+            "{r:?}"
+        );
+        assert_eq!(difference(&base.row_set, &minus_one.row_set), 1);
+    }
+}
