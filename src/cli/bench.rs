@@ -6,6 +6,8 @@
 //!   `mul + rem mod n²` loop over the same values.
 //! - `bench reverify`: a hospital's re-verification of a request over a signed lake, against the
 //!   cloud's own run of the same query.
+//! - `bench ledger`: reading and checking the release ledger, and the differencing rule, per past
+//!   release and per 100k rows of row set.
 //! - `bench encrypt`: `encrypt` of synthetic admissions (2 encrypted columns) with 1 and 2 threads.
 
 use std::fs::File;
@@ -64,6 +66,19 @@ enum What {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// The release ledger: reading and checking it (chain, signatures, row sets) and the
+    /// differencing rule of a new cell against every release, per past release and row.
+    Ledger {
+        /// Past releases in the ledger (one cell each).
+        #[arg(long, default_value_t = 200)]
+        releases: usize,
+        /// Rows in each release's row set.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u32,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// Encryption throughput with 1 and 2 threads.
     Encrypt {
         /// Rows of synthetic admissions (2 encrypted columns each).
@@ -84,6 +99,11 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         What::Encrypt { rows } => bench_encrypt(rows, global),
         What::Threshold { bits, cells } => bench_threshold(bits, cells.max(1), global),
         What::Reverify { rows, repeat } => bench_reverify(rows.max(2), repeat.max(1), global),
+        What::Ledger {
+            releases,
+            rows,
+            repeat,
+        } => bench_ledger(releases.max(1), rows.max(1), repeat.max(1), global),
     }
 }
 
@@ -581,6 +601,96 @@ fn bench_reverify(rows: usize, repeat: usize, global: &Global) -> anyhow::Result
     println!(
         "{}",
         json!({"rows": rows, "cloud_s": cloud, "reverify_s": hospital, "reverify_s_per_100k_rows": per_100k, "ratio": hospital / cloud})
+    );
+    Ok(())
+}
+
+fn bench_ledger(releases: usize, rows: u32, repeat: usize, global: &Global) -> anyhow::Result<()> {
+    use cipherlake::release::ledger::{differencing, snapshot, Entry, Ledger};
+    use cipherlake::release::verify::{CellProvenance, RowSet};
+    use cipherlake::release::{OwnerKey, Roster};
+
+    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let key = OwnerKey::generate("a")?;
+    let roster = Roster::new(&"ab".repeat(32), vec![key.public()])?;
+    let ledger = Ledger::new(&dir.path().join("ledger.jsonl"));
+    // Release i: `rows` rows over two files, every other row of one and every third of the
+    // other (as a filter on a plaintext column picks them), shifted by 60 rows per release so
+    // that every pair differs by at least 20 rows (the rule is evaluated, never triggered).
+    let cell = |i: u32| -> CellProvenance {
+        let start = i * 60;
+        let half = rows / 2;
+        let row_set: RowSet = [
+            ("f1".to_owned(), (0..half).map(|r| start + 2 * r).collect()),
+            (
+                "f2".to_owned(),
+                (0..rows - half).map(|r| start + 3 * r).collect(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        CellProvenance {
+            column: "t".into(),
+            row: 0,
+            rows: u64::from(rows),
+            owners: Default::default(),
+            measure: "cost".into(),
+            row_set,
+        }
+    };
+    say(
+        global,
+        &format!("writing {releases} signed releases of {rows} rows each…"),
+    );
+    for i in 0..releases {
+        let e = Entry::new(
+            "a",
+            &format!("{i:064x}"),
+            "SELECT SUM(cost) FROM adm",
+            snapshot(["f1", "f2"]),
+            &[cell(i as u32)],
+        );
+        ledger.append(&roster, &key, &e, |_| Ok(()))?;
+    }
+    let bytes = std::fs::metadata(ledger.path())?.len();
+    let new = [cell(releases as u32 + 7)];
+    let (mut read, mut check) = (Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let (past, _) = ledger.read(&roster, None)?;
+        read.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let reasons = differencing("new", &new, &past, 11);
+        check.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            reasons.is_empty(),
+            "the benchmark's releases should not conflict"
+        );
+    }
+    let (read, check) = (median(read), median(check));
+    let per = |s: f64| s * 1000.0 / releases as f64;
+    let per_100k = |s: f64| per(s) * 100_000.0 / f64::from(rows);
+    println!(
+        "release ledger: {releases} past releases of one cell of {rows} rows ({:.2} MB), median of {repeat}:",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  read + check (chain, signatures, row sets)  {:>8.3} s = {:.3} ms per release, {:.3} ms per 100k rows",
+        read,
+        per(read),
+        per_100k(read)
+    );
+    println!(
+        "  differencing rule, one new cell             {:>8.3} s = {:.3} ms per release, {:.3} ms per 100k rows",
+        check,
+        per(check),
+        per_100k(check)
+    );
+    println!(
+        "{}",
+        json!({"releases": releases, "rows": rows, "ledger_bytes": bytes, "read_s": read, "check_s": check,
+               "read_ms_per_release": per(read), "check_ms_per_release": per(check),
+               "read_ms_per_release_per_100k_rows": per_100k(read), "check_ms_per_release_per_100k_rows": per_100k(check)})
     );
     Ok(())
 }

@@ -157,7 +157,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             Ok((result, request, cells)) => (result, Some(request), cells),
             Err(e) => {
                 // A refused re-verification is a decision too: it is logged with its reason.
-                let event = json!({
+                let mut event = json!({
                     "verb": "partial-decrypt",
                     "party": share.party(),
                     "key_id": pk.key_id(),
@@ -168,6 +168,10 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                     "decision": "refused",
                     "reason": super::message(&e),
                 });
+                if let Some(h) = ledger.as_ref().and_then(|l| l.read.borrow().clone()) {
+                    event["ledger"] = json!(args.ledger.as_ref().map(|p| p.display().to_string()));
+                    event["ledger_head"] = json!(h.to_string());
+                }
                 log.append(event)?;
                 return Err(e);
             }
@@ -338,6 +342,9 @@ struct PartyLedger {
     key: OwnerKey,
     roster: cipherlake::release::Roster,
     seen: Option<Head>,
+    /// The head read by the last check (logged, so a later cut is caught even when this party
+    /// released nothing).
+    read: std::cell::RefCell<Option<Head>>,
 }
 
 fn open_ledger(
@@ -378,6 +385,7 @@ fn open_ledger(
         key,
         roster,
         seen,
+        read: Default::default(),
     })
 }
 
@@ -392,7 +400,8 @@ impl PartyLedger {
         global: &Global,
     ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
-        let (past, _) = self.ledger.read(&self.roster, self.seen.as_ref())?;
+        let (past, head) = self.ledger.read(&self.roster, self.seen.as_ref())?;
+        *self.read.borrow_mut() = head;
         differencing(request, cells, &past, policy)?;
         if !global.quiet {
             eprintln!(

@@ -99,6 +99,9 @@ fn digest(seq: u64, prev: &str, entry: &[u8]) -> [u8; 32] {
 }
 
 fn encode_rows(rows: &RoaringBitmap) -> String {
+    // Run containers where they are smaller (row sets are often ranges of a file).
+    let mut rows = rows.clone();
+    rows.optimize();
     let mut bytes = Vec::with_capacity(rows.serialized_size());
     // Writing into a Vec cannot fail.
     let _ = rows.serialize_into(&mut bytes);

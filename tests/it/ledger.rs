@@ -62,8 +62,13 @@ fn the_differencing_pair_is_refused_whoever_released_the_first() {
         ]);
         assert!(!dir.path(&format!("{p}.partial.json")).exists());
     }
-    // The refusal is logged, with its reason.
-    assert!(dir.read("audit-b.log").contains("differ by 1"));
+    // The refusal is logged, with its reason and the ledger head b read (so b catches a later
+    // cut of entries it never wrote).
+    let log = dir.read("audit-b.log");
+    assert!(
+        log.contains("differ by 1") && log.contains("\"ledger_head\":\"1:"),
+        "{log}"
+    );
     // The first request again is the same release; another measure or a group far enough
     // away is released.
     release(&dir, "b", "r1.parquet", "r1.json", &id, &[]).ok();
