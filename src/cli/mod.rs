@@ -22,6 +22,7 @@ mod inspect;
 mod keygen;
 mod owners;
 mod partial;
+mod policy;
 mod progress;
 mod query;
 
@@ -67,6 +68,8 @@ enum Command {
     Verify(owners::VerifyArgs),
     /// Check a hospital's hash-chained audit log.
     Audit(audit::Args),
+    /// Check a hospital's release policy and say what it allows.
+    Policy(policy::Args),
     /// Make a requester's key (an age X25519 identity, mode 0600) and print its public half.
     RequesterKey(owners::RequesterKeyArgs),
 }
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => owners::verify(args, &global),
         Command::RequesterKey(args) => owners::requester_key(args, &global),
         Command::Audit(args) => audit::run(args, &global),
+        Command::Policy(args) => policy::run(args, &global),
     }
 }
 

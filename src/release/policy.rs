@@ -1,6 +1,7 @@
 //! A hospital's release policy: what it requires of every cell it helps decrypt. One typed
-//! policy per hospital (a small JSON file, `--policy`); the partial decryptions bind its digest
-//! into their proof, and `combine` applies the strictest policy of the parties it uses.
+//! policy per hospital (`--policy`: a TOML file written by hand, or the JSON form); the partial
+//! decryptions bind its digest into their proof, and `combine` applies the strictest policy of
+//! the parties it uses. [`Policy::warnings`] is the linter behind `cipherlake policy check`.
 
 use std::path::Path;
 
@@ -67,7 +68,49 @@ struct PolicyFile {
     owner_breakdown: bool,
 }
 
+/// The TOML form: every field optional, defaulting as [`Policy::default`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlPolicy {
+    #[serde(default = "default_min_rows")]
+    min_rows: u64,
+    #[serde(default = "one")]
+    min_owners: u64,
+    #[serde(default = "one")]
+    min_rows_per_owner: u64,
+    #[serde(default = "yes")]
+    owner_breakdown: bool,
+}
+
+fn default_min_rows() -> u64 {
+    DEFAULT_MIN_ROWS
+}
+
 impl Policy {
+    /// What a privacy officer should know about this policy, in words (none is an error).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.min_rows < DEFAULT_MIN_ROWS {
+            w.push(format!(
+                "min_rows {} is below {DEFAULT_MIN_ROWS}, the usual minimum cell size of health statistics: cells of {} patients are released",
+                self.min_rows, self.min_rows
+            ));
+        }
+        if self.min_owners < 2 {
+            w.push("min_owners 1: a cell may hold the rows of a single hospital".into());
+        }
+        if self.owner_breakdown {
+            w.push(
+                "owner_breakdown true: per-site breakdowns (GROUP BY hospital) are allowed".into(),
+            );
+        }
+        if self.min_rows_per_owner < 2 && (self.min_owners > 1 || !self.owner_breakdown) {
+            w.push("min_rows_per_owner 1: a hospital may contribute a single row to a cell of several hospitals, which the others' totals then expose to it".into());
+        }
+        w.push("no differential-privacy budget (not yet available): the ledger refuses pairs of releases that differ by fewer than min_rows rows, but not combinations of three or more (docs/SECURITY.md)".into());
+        w
+    }
+
     /// Checks the bounds; `what` names the source in the message.
     pub fn check(&self, what: &str) -> Result<()> {
         if self.min_rows < 2 {
@@ -84,9 +127,26 @@ impl Policy {
         Ok(())
     }
 
-    /// Reads and checks a policy file.
+    /// Reads and checks a policy file: TOML when its name ends in `.toml`, else the JSON form.
     pub fn load(path: &Path) -> Result<Policy> {
         let text = super::owner::read_small_limit(path, 64 * 1024)?;
+        if path.extension().is_some_and(|e| e == "toml") {
+            let t: TomlPolicy = toml::from_str(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: not a release policy: {}",
+                    path.display(),
+                    e.message()
+                ))
+            })?;
+            let policy = Policy {
+                min_rows: t.min_rows,
+                min_owners: t.min_owners,
+                min_rows_per_owner: t.min_rows_per_owner,
+                owner_breakdown: t.owner_breakdown,
+            };
+            policy.check(&path.display().to_string())?;
+            return Ok(policy);
+        }
         let file: PolicyFile = serde_json::from_str(&text).map_err(|e| {
             Error::Invalid(format!("{}: not a release policy: {e}", path.display()))
         })?;
@@ -164,6 +224,41 @@ mod tests {
         ] {
             std::fs::write(&p, bad).unwrap();
             assert!(Policy::load(&p).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_toml_policy_defaults_what_it_leaves_out_and_the_linter_speaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("policy.toml");
+        std::fs::write(&p, "# ours\nmin_rows = 20\nowner_breakdown = false\n").unwrap();
+        let pol = Policy::load(&p).unwrap();
+        assert_eq!(
+            pol,
+            Policy {
+                min_rows: 20,
+                owner_breakdown: false,
+                ..Policy::default()
+            }
+        );
+        let w = pol.warnings().join("\n");
+        assert!(
+            w.contains("min_rows_per_owner 1") && !w.contains("below 11"),
+            "{w}"
+        );
+        assert!(Policy::default()
+            .warnings()
+            .join("\n")
+            .contains("per-site breakdowns"));
+        for bad in [
+            "min_rows = 1",
+            "k = 11",
+            "min_rows = \"eleven\"",
+            "min_owners = 0",
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = Policy::load(&p).unwrap_err().to_string();
+            assert!(e.contains("policy.toml"), "{bad}: {e}");
         }
     }
 

@@ -118,11 +118,21 @@ fn per_owner_minimums_and_breakdowns() {
         &["--min-rows-per-owner", "15"],
     )
     .ok();
-    // A per-site breakdown, where the policy file forbids it.
+    // A per-site breakdown, where the policy file (TOML, as a privacy officer writes it)
+    // forbids it; the linter says what the policy still allows.
     dir.write(
-        "policy.json",
-        r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":11,"min_owners":1,"owner_breakdown":false}"#,
+        "policy.toml",
+        "# hospital a\nmin_rows = 11\nowner_breakdown = false\n",
     );
+    let lint = dir.run(&["policy", "check", "policy.toml"]).ok();
+    assert!(lint.contains("owner_breakdown false"), "{lint}");
+    assert!(
+        lint.contains("warning: min_owners 1") && !lint.contains("per-site breakdowns"),
+        "{lint}"
+    );
+    dir.write("bad.toml", "min_rows = 11\nk_site = 3\n");
+    dir.run(&["policy", "check", "bad.toml"])
+        .fails_with(&["bad.toml", "unknown field `k_site`"]);
     query(
         &dir,
         "SELECT patient_id / 1000 AS site, SUM(cost) AS t FROM adm GROUP BY patient_id / 1000",
@@ -136,14 +146,14 @@ fn per_owner_minimums_and_breakdowns() {
         "s.parquet",
         "s.json",
         &id,
-        &["--policy", "policy.json"],
+        &["--policy", "policy.toml"],
     )
     .fails_with(&[
         "all its rows come from owner",
         "a per-owner breakdown this hospital's policy does not allow",
     ]);
     // Without a request, rules per owner cannot be applied: said, not ignored.
-    dir.partial("a", "s.parquet", "x.json", &["--policy", "policy.json"])
+    dir.partial("a", "s.parquet", "x.json", &["--policy", "policy.toml"])
         .fails_with(&["rules per owner", "need --request"]);
 }
 

@@ -1,0 +1,42 @@
+//! `cipherlake policy check FILE`: reads a hospital's release policy and says what it allows.
+
+use std::path::PathBuf;
+
+use cipherlake::release::policy::Policy;
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Check a policy file (TOML or JSON) and print warnings about what it allows.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+}
+
+pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
+    match args.what {
+        What::Check { file } => {
+            let p = Policy::load(&file)?;
+            println!(
+                "{}: min_rows {}, min_owners {}, min_rows_per_owner {}, owner_breakdown {}",
+                file.display(),
+                p.min_rows,
+                p.min_owners,
+                p.min_rows_per_owner,
+                p.owner_breakdown
+            );
+            for w in p.warnings() {
+                println!("warning: {w}");
+            }
+            Ok(())
+        }
+    }
+}
