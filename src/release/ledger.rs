@@ -358,6 +358,56 @@ pub fn differencing(
     reasons
 }
 
+/// Whether every row of `a` is in `b`.
+fn is_subset(a: &RowSet, b: &RowSet) -> bool {
+    a.iter()
+        .all(|(sha, x)| b.get(sha).is_some_and(|y| x.is_subset(y)))
+}
+
+/// The complementary rule within one request: a cell whose rows are covered, but for 1 to
+/// `min_rows − 1` of them, by other cells of the same measure that are disjoint parts of it (a
+/// total beside all its groups but a small one) is refused, since subtracting the parts from it
+/// reveals those rows. One part alone is the differencing rule's case.
+pub fn complementary(cells: &[CellProvenance], min_rows: u64) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for t in cells {
+        let total = size(&t.row_set);
+        let mut parts: Vec<&CellProvenance> = cells
+            .iter()
+            .filter(|p| {
+                !std::ptr::eq(*p, t) && p.measure == t.measure && is_subset(&p.row_set, &t.row_set)
+            })
+            .collect();
+        // Largest first, each taken if disjoint from those taken (a greedy cover).
+        parts.sort_by_key(|p| std::cmp::Reverse(size(&p.row_set)));
+        let mut covered = RowSet::new();
+        let mut taken = Vec::new();
+        for p in parts {
+            if difference(&covered, &p.row_set) == size(&covered) + size(&p.row_set) {
+                for (sha, rows) in &p.row_set {
+                    *covered.entry(sha.clone()).or_default() |= rows;
+                }
+                taken.push(p);
+            }
+        }
+        let left = total - size(&covered);
+        if taken.len() >= 2 && (1..min_rows).contains(&left) {
+            let names: Vec<String> = taken
+                .iter()
+                .map(|p| format!("row {}, column `{}`", p.row + 1, p.column))
+                .collect();
+            reasons.push(format!(
+                "row {}, column `{}`: the cells {} of this request are disjoint parts of it that cover all but {left} of its rows of `{}`, fewer than this hospital's minimum of {min_rows}: subtracting them from it would reveal those rows",
+                t.row + 1,
+                t.column,
+                names.join(", "),
+                t.measure
+            ));
+        }
+    }
+    reasons
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,5 +568,40 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(difference(&base.row_set, &minus_one.row_set), 1);
+    }
+
+    #[test]
+    fn the_complementary_rule() {
+        let mut total = cell(0, "cost", &[("f", 0..40)]);
+        total.column = "total".into();
+        let parts = [
+            cell(1, "cost", &[("f", 0..20)]),
+            cell(2, "cost", &[("f", 20..39)]),
+        ];
+        let all = [total.clone(), parts[0].clone(), parts[1].clone()];
+        let r = complementary(&all, 11);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].starts_with(
+                "row 1, column `total`: the cells row 2, column `total`, row 3, column `total`"
+            ),
+            "{r:?}"
+        );
+        assert!(r[0].contains("all but 1 of its rows of `cost`"), "{r:?}");
+        // Parts covering all of it, or leaving ≥ k rows, or of another measure: nothing.
+        let full = [
+            total.clone(),
+            parts[0].clone(),
+            cell(2, "cost", &[("f", 20..40)]),
+        ];
+        assert!(complementary(&full, 11).is_empty());
+        let far = [
+            total.clone(),
+            cell(1, "cost", &[("f", 0..10)]),
+            cell(2, "cost", &[("f", 20..30)]),
+        ];
+        assert!(complementary(&far, 11).is_empty());
+        let other = [total, parts[0].clone(), cell(2, "los", &[("f", 20..39)])];
+        assert!(complementary(&other, 11).is_empty());
     }
 }

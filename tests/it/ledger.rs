@@ -95,6 +95,25 @@ fn a_total_and_the_total_but_one_in_one_request_are_refused() {
 }
 
 #[test]
+fn a_total_beside_all_its_parts_but_a_small_one_is_refused_without_a_ledger() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    // north without patient 4, south, and the total: total − north − south = patient 4. No two
+    // of the three differ by fewer than 11 rows.
+    let sql = "SELECT SUM(cost) FILTER (WHERE region = 'north' AND patient_id <> 4) AS north, \
+               SUM(cost) FILTER (WHERE region = 'south') AS south, SUM(cost) AS total FROM adm";
+    query(&dir, sql, "r.parquet", "r.json").ok();
+    crate::request::partial(&dir, "a", "r.parquet", "r.json", &id).fails_with(&[
+        "row 1, column `total`: the cells row 1, column `south`, row 1, column `north` of this request are disjoint parts of it that cover all but 1 of its rows of `cost`",
+    ]);
+    // With every part, nothing can be derived that was not released.
+    let sql = "SELECT SUM(cost) FILTER (WHERE region = 'north') AS north, \
+               SUM(cost) FILTER (WHERE region = 'south') AS south, SUM(cost) AS total FROM adm";
+    query(&dir, sql, "r.parquet", "r.json").ok();
+    crate::request::partial(&dir, "a", "r.parquet", "r.json", &id).ok();
+}
+
+#[test]
 fn per_owner_minimums_and_breakdowns() {
     let dir = Dir::with_keys();
     let id = lake(&dir);
