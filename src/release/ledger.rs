@@ -570,6 +570,44 @@ mod tests {
         assert_eq!(difference(&base.row_set, &minus_one.row_set), 1);
     }
 
+    fn row_set() -> impl proptest::strategy::Strategy<Value = RowSet> {
+        use proptest::prelude::*;
+        proptest::collection::btree_map(
+            "f[0-2]",
+            proptest::collection::btree_set(0u32..300, 0..60),
+            0..3,
+        )
+        .prop_map(|m| m.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect())
+    }
+
+    fn plain(a: &RowSet) -> std::collections::BTreeSet<(String, u32)> {
+        a.iter()
+            .flat_map(|(f, rows)| rows.iter().map(move |r| (f.clone(), r)))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The difference (and the size bound the rule relies on) agree with plain sets, and the
+        /// rule refuses exactly the pairs 1..k−1 apart.
+        #[test]
+        fn difference_is_the_symmetric_difference(a in row_set(), b in row_set(), k in 2u64..40) {
+            let want = plain(&a).symmetric_difference(&plain(&b)).count() as u64;
+            proptest::prop_assert_eq!(difference(&a, &b), want);
+            proptest::prop_assert!(size(&a).abs_diff(size(&b)) <= want);
+            let cell = |r: &RowSet| CellProvenance {
+                column: "c".into(), row: 0, rows: size(r), owners: BTreeMap::new(),
+                measure: "m".into(), row_set: r.clone(),
+            };
+            let refused = !differencing("r", &[cell(&a), cell(&b)], &[], k).is_empty();
+            proptest::prop_assert_eq!(refused, (1..k).contains(&want));
+            // Stored and read back, a row set is the same set.
+            proptest::prop_assert_eq!(
+                decode_rows(&encode_rows(a.values().next().unwrap_or(&RoaringBitmap::new()))).unwrap(),
+                a.values().next().cloned().unwrap_or_default()
+            );
+        }
+    }
+
     #[test]
     fn the_complementary_rule() {
         let mut total = cell(0, "cost", &[("f", 0..40)]);
