@@ -3,8 +3,9 @@
 //! consortium roster, each hospital encrypting and signing its own extract into a hive-partitioned
 //! lake, every query of `queries/` run by the cloud with the public key only and written with its
 //! decryption request, two hospitals re-verifying each request (signatures, the files read, their
-//! own run equal bit for bit, every cell traced to its lake rows) and partially decrypting sealed
-//! to the requester, the requester alone combining, and each result checked against the same query
+//! own run equal bit for bit, every cell traced to its lake rows), checking it against the release
+//! ledger and partially decrypting sealed to the requester, each entering its release in the
+//! ledger, the requester alone combining, and each result checked against the same query
 //! computed by DataFusion on the plaintext.
 
 use std::io::Write;
@@ -18,6 +19,7 @@ use cipherlake::keyfile;
 use cipherlake::lake::atomic::{FileSet, Output, Privacy};
 use cipherlake::lake::{encrypt_path, EncryptOptions};
 use cipherlake::paillier::threshold;
+use cipherlake::release::ledger::{self, Ledger};
 use cipherlake::release::partial::{combine_result, partial_decrypt_result, ResultFile};
 use cipherlake::release::policy::Policy;
 use cipherlake::release::requester::RequesterKey;
@@ -159,6 +161,27 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .collect::<cipherlake::Result<Vec<_>>>()?;
     let roster = Roster::new(pk.key_id(), signers.iter().map(OwnerKey::public).collect())?;
     write_shared(&dir.join("roster.json"), &roster.to_json()?)?;
+    // Each hospital keeps its signing key (0600); it signs its lake files and its ledger entries.
+    let owners = dir.join("owners");
+    for key in &signers {
+        let (secret, public) = key.file_names(&owners);
+        let (secret_text, public_text) = key.to_files()?;
+        let mut set = FileSet::begin(
+            &[(secret, Privacy::Secret), (public, Privacy::Shared)],
+            true,
+        )?;
+        set.write(0, secret_text.as_bytes())?;
+        set.write(1, public_text.as_bytes())?;
+        set.commit()?;
+    }
+    // The consortium's release ledger, new for this run's roster.
+    let ledger = Ledger::new(&dir.join("ledger.jsonl"));
+    match std::fs::remove_file(ledger.path()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow::Error::from(e).context("cannot start a new ledger"))
+        }
+        _ => {}
+    }
     let requester = RequesterKey::generate();
     let recipient = requester.recipient();
     say(format!(
@@ -228,6 +251,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                 let result = ResultFile::read(name, Bytes::from(bytes))?;
                 let mut own = Vec::new();
                 for _ in deciders {
+                    let (past, _) = ledger.read(&roster, None)?;
                     let checked = runtime.block_on(verify::reverify(
                         request,
                         &roster,
@@ -237,12 +261,13 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                         size,
                         result.batches(),
                     ))?;
+                    ledger::check(&request.request_id, &checked.cells, &past, policy.min_rows)?;
                     smallest = checked
                         .cells
                         .iter()
                         .map(|c| c.rows)
                         .fold(smallest, u64::min);
-                    own.push(checked.batches);
+                    own.push((checked.batches, checked.cells));
                 }
                 partials.push((result, own, request));
             }
@@ -260,7 +285,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         || {
             for (result, own, request) in partials {
                 let mut ps = Vec::new();
-                for (share, batches) in deciders.iter().zip(own) {
+                for (share, (batches, cells)) in deciders.iter().zip(own) {
                     // Each hospital decrypts the result under its own schema (its own tags).
                     let mine = result.clone().with_batches(batches);
                     ps.push((
@@ -275,6 +300,21 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                             None,
                         )?,
                     ));
+                    // The release goes into the ledger, signed by the hospital.
+                    let key =
+                        OwnerKey::load(&owners.join(format!("{}.signing.json", share.party())))?;
+                    let snapshot =
+                        ledger::snapshot(request.files.iter().map(|f| f.signature.sha256.as_str()));
+                    let entry = ledger::Entry::new(
+                        share.party(),
+                        &request.request_id,
+                        &request.sql,
+                        snapshot,
+                        &cells,
+                    );
+                    ledger.append(&roster, &key, &entry, |past| {
+                        ledger::check(&request.request_id, &cells, past, policy.min_rows)
+                    })?;
                 }
                 sealed.push((result, ps, request));
             }

@@ -402,7 +402,7 @@ impl PartyLedger {
         let started = std::time::Instant::now();
         let (past, head) = self.ledger.read(&self.roster, self.seen.as_ref())?;
         *self.read.borrow_mut() = head;
-        differencing(request, cells, &past, policy)?;
+        ledger::check(&request.request_id, cells, &past, policy.min_rows)?;
         if !global.quiet {
             eprintln!(
                 "  ledger {}: {} earlier release(s), none within {} rows of a cell (checked in {:.2} s)",
@@ -428,25 +428,7 @@ impl PartyLedger {
         Ok(self
             .ledger
             .append(&self.roster, &self.key, &entry, |past| {
-                differencing(request, cells, past, policy)
+                ledger::check(&request.request_id, cells, past, policy.min_rows)
             })?)
-    }
-}
-
-/// The differencing rule (see `release::ledger`) as a refusal of the request.
-fn differencing(
-    request: &Request,
-    cells: &[CellProvenance],
-    past: &[ledger::Release],
-    policy: &Policy,
-) -> cipherlake::Result<()> {
-    let reasons = ledger::differencing(&request.request_id, cells, past, policy.min_rows);
-    if reasons.is_empty() {
-        Ok(())
-    } else {
-        Err(cipherlake::Error::ReleaseRefused {
-            request: request.request_id.clone(),
-            reasons,
-        })
     }
 }

@@ -358,6 +358,24 @@ pub fn differencing(
     reasons
 }
 
+/// [`differencing`] as a refusal of the request.
+pub fn check(
+    request_id: &str,
+    cells: &[CellProvenance],
+    past: &[Release],
+    min_rows: u64,
+) -> Result<()> {
+    let reasons = differencing(request_id, cells, past, min_rows);
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ReleaseRefused {
+            request: request_id.to_owned(),
+            reasons,
+        })
+    }
+}
+
 /// Whether every row of `a` is in `b`.
 fn is_subset(a: &RowSet, b: &RowSet) -> bool {
     a.iter()
@@ -577,7 +595,11 @@ mod tests {
             proptest::collection::btree_set(0u32..300, 0..60),
             0..3,
         )
-        .prop_map(|m| m.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect())
+        .prop_map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, v.into_iter().collect()))
+                .collect()
+        })
     }
 
     fn plain(a: &RowSet) -> std::collections::BTreeSet<(String, u32)> {

@@ -920,6 +920,10 @@ fn the_demo_goes_through_signed_files_requests_re_verification_and_the_requester
             .path(&format!("d/lake/hospital={h}/admissions.parquet.sig.json"))
             .exists());
     }
+    // Both deciding hospitals entered each of the 4 releases in the ledger, signed.
+    let ledger = dir.read("d/ledger.jsonl");
+    assert_eq!(ledger.lines().count(), 8, "{ledger}");
+    assert!(dir.path("d/owners/a.signing.json").exists());
     let req = dir.json("d/results/totals_by_region.request.json");
     assert_eq!(req["files"].as_array().unwrap().len(), 3);
     assert_eq!(req["roster_id"], dir.json("d/roster.json")["roster_id"]);
