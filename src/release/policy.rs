@@ -55,23 +55,22 @@ impl Default for Policy {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The JSON form, as written.
+#[derive(Serialize)]
 struct PolicyFile {
     kind: String,
     version: u32,
     min_rows: u64,
     min_owners: u64,
-    #[serde(default = "one")]
     min_rows_per_owner: u64,
-    #[serde(default = "yes")]
     owner_breakdown: bool,
 }
 
-/// The TOML form: every field optional, defaulting as [`Policy::default`].
+/// A policy's fields as written (TOML, or the JSON form without `kind` and `version`): every
+/// field optional, defaulting as [`Policy::default`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TomlPolicy {
+struct Fields {
     #[serde(default = "default_min_rows")]
     min_rows: u64,
     #[serde(default = "one")]
@@ -130,37 +129,29 @@ impl Policy {
     /// Reads and checks a policy file: TOML when its name ends in `.toml`, else the JSON form.
     pub fn load(path: &Path) -> Result<Policy> {
         let text = super::owner::read_small_limit(path, 64 * 1024)?;
-        if path.extension().is_some_and(|e| e == "toml") {
-            let t: TomlPolicy = toml::from_str(&text).map_err(|e| {
-                Error::Invalid(format!(
-                    "{}: not a release policy: {}",
-                    path.display(),
-                    e.message()
-                ))
-            })?;
-            let policy = Policy {
-                min_rows: t.min_rows,
-                min_owners: t.min_owners,
-                min_rows_per_owner: t.min_rows_per_owner,
-                owner_breakdown: t.owner_breakdown,
-            };
-            policy.check(&path.display().to_string())?;
-            return Ok(policy);
-        }
-        let file: PolicyFile = serde_json::from_str(&text).map_err(|e| {
-            Error::Invalid(format!("{}: not a release policy: {e}", path.display()))
-        })?;
-        if file.kind != POLICY_KIND || file.version != POLICY_VERSION {
-            return Err(Error::Invalid(format!(
-                "{}: not a release policy of version {POLICY_VERSION} (kind {POLICY_KIND})",
-                path.display()
-            )));
-        }
+        let bad = |why: String| {
+            Error::Invalid(format!("{}: not a release policy: {why}", path.display()))
+        };
+        let f: Fields = if path.extension().is_some_and(|e| e == "toml") {
+            toml::from_str(&text).map_err(|e| bad(e.message().to_owned()))?
+        } else {
+            let mut v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            let kind = v.remove("kind");
+            let version = v.remove("version");
+            if kind != Some(POLICY_KIND.into()) || version != Some(POLICY_VERSION.into()) {
+                return Err(Error::Invalid(format!(
+                    "{}: not a release policy of version {POLICY_VERSION} (kind {POLICY_KIND})",
+                    path.display()
+                )));
+            }
+            serde_json::from_value(v.into()).map_err(|e| bad(e.to_string()))?
+        };
         let policy = Policy {
-            min_rows: file.min_rows,
-            min_owners: file.min_owners,
-            min_rows_per_owner: file.min_rows_per_owner,
-            owner_breakdown: file.owner_breakdown,
+            min_rows: f.min_rows,
+            min_owners: f.min_owners,
+            min_rows_per_owner: f.min_rows_per_owner,
+            owner_breakdown: f.owner_breakdown,
         };
         policy.check(&path.display().to_string())?;
         Ok(policy)
@@ -218,7 +209,7 @@ mod tests {
         for bad in [
             r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":1,"min_owners":1}"#,
             r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":5,"min_owners":0}"#,
-            r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":5}"#,
+            r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":5,"min_owners":"2"}"#,
             r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":5,"min_owners":1,"x":1}"#,
             r#"{"kind":"other","version":1,"min_rows":5,"min_owners":1}"#,
         ] {

@@ -3,29 +3,19 @@
 //! whoever released them; per-owner minimums; a tampered, truncated, reordered or deleted ledger
 //! is detected.
 
-use crate::request::{lake, query};
+use crate::request::{lake, partial_with, query};
 use crate::util::{Dir, Run};
 
 /// Hospital `party` re-verifies `request` for `result` with the shared ledger.
 fn release(dir: &Dir, party: &str, result: &str, request: &str, id: &str, extra: &[&str]) -> Run {
     let key = format!("owners/{party}.signing.json");
-    let args = [
-        "--request",
-        request,
-        "--roster",
-        "roster.json",
-        "--roster-id",
-        id,
-        "--ledger",
-        "ledger.jsonl",
-        "--signing-key",
-        &key,
-        "--force",
-    ];
-    dir.partial(
+    let args = ["--ledger", "ledger.jsonl", "--signing-key", &key];
+    partial_with(
+        dir,
         party,
         result,
-        &format!("{party}.partial.json"),
+        request,
+        id,
         &[&args[..], extra].concat(),
     )
 }

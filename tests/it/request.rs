@@ -101,19 +101,32 @@ pub(crate) fn query(dir: &Dir, sql: &str, out: &str, request: &str) -> Run {
 
 /// A hospital: re-verify and partially decrypt.
 pub(crate) fn partial(dir: &Dir, party: &str, result: &str, request: &str, id: &str) -> Run {
+    partial_with(dir, party, result, request, id, &[])
+}
+
+/// [`partial`] with more flags.
+pub(crate) fn partial_with(
+    dir: &Dir,
+    party: &str,
+    result: &str,
+    request: &str,
+    id: &str,
+    extra: &[&str],
+) -> Run {
+    let args = [
+        "--request",
+        request,
+        "--roster",
+        "roster.json",
+        "--roster-id",
+        id,
+        "--force",
+    ];
     dir.partial(
         party,
         result,
         &format!("{party}.partial.json"),
-        &[
-            "--request",
-            request,
-            "--roster",
-            "roster.json",
-            "--roster-id",
-            id,
-            "--force",
-        ],
+        &[&args[..], extra].concat(),
     )
 }
 
