@@ -107,6 +107,11 @@ fn policy(args: &Args) -> anyhow::Result<Policy> {
             p.owner_breakdown
         );
     }
+    if let (Some(max), None) = (p.max_groups, &args.request) {
+        anyhow::bail!(
+            "the policy's max_groups {max} needs --request: it is decided on the hospital's own run"
+        );
+    }
     Ok(p)
 }
 

@@ -34,6 +34,10 @@ pub struct Policy {
     /// per-site breakdown, such as `GROUP BY hospital`).
     #[serde(default = "yes")]
     pub owner_breakdown: bool,
+    /// At most this many result rows (groups) per request (None: no limit): a bound on how
+    /// finely a GROUP BY may cut the patients.
+    #[serde(default)]
+    pub max_groups: Option<u64>,
 }
 
 fn one() -> u64 {
@@ -51,6 +55,7 @@ impl Default for Policy {
             min_owners: 1,
             min_rows_per_owner: 1,
             owner_breakdown: true,
+            max_groups: None,
         }
     }
 }
@@ -64,6 +69,7 @@ struct PolicyFile {
     min_owners: u64,
     min_rows_per_owner: u64,
     owner_breakdown: bool,
+    max_groups: Option<u64>,
 }
 
 /// A policy's fields as written (TOML, or the JSON form without `kind` and `version`): every
@@ -79,6 +85,8 @@ struct Fields {
     min_rows_per_owner: u64,
     #[serde(default = "yes")]
     owner_breakdown: bool,
+    #[serde(default)]
+    max_groups: Option<u64>,
 }
 
 fn default_min_rows() -> u64 {
@@ -106,6 +114,9 @@ impl Policy {
         if self.min_rows_per_owner < 2 && (self.min_owners > 1 || !self.owner_breakdown) {
             w.push("min_rows_per_owner 1: a hospital may contribute a single row to a cell of several hospitals, which the others' totals then expose to it".into());
         }
+        if self.max_groups.is_none() {
+            w.push("no max_groups: a GROUP BY may cut the patients into as many cells as it likes (each still of min_rows rows)".into());
+        }
         w.push("no differential-privacy budget (not yet available): the ledger refuses pairs of releases that differ by fewer than min_rows rows, but not combinations of three or more (docs/SECURITY.md)".into());
         w
     }
@@ -116,6 +127,11 @@ impl Policy {
             return Err(Error::Invalid(format!(
                 "{what}: min_rows {} would release individual values; it must be at least 2",
                 self.min_rows
+            )));
+        }
+        if self.max_groups == Some(0) {
+            return Err(Error::Invalid(format!(
+                "{what}: max_groups 0 would release nothing; leave it out for no limit"
             )));
         }
         if self.min_owners < 1 || self.min_rows_per_owner < 1 {
@@ -152,6 +168,7 @@ impl Policy {
             min_owners: f.min_owners,
             min_rows_per_owner: f.min_rows_per_owner,
             owner_breakdown: f.owner_breakdown,
+            max_groups: f.max_groups,
         };
         policy.check(&path.display().to_string())?;
         Ok(policy)
@@ -166,6 +183,7 @@ impl Policy {
             min_owners: self.min_owners,
             min_rows_per_owner: self.min_rows_per_owner,
             owner_breakdown: self.owner_breakdown,
+            max_groups: self.max_groups,
         })
     }
 
@@ -175,7 +193,8 @@ impl Policy {
         d.u64("min_rows", self.min_rows)
             .u64("min_owners", self.min_owners)
             .u64("min_rows_per_owner", self.min_rows_per_owner)
-            .u64("owner_breakdown", u64::from(self.owner_breakdown));
+            .u64("owner_breakdown", u64::from(self.owner_breakdown))
+            .u64("max_groups", self.max_groups.unwrap_or(0));
         d.finish()
     }
 
@@ -186,6 +205,10 @@ impl Policy {
             min_owners: self.min_owners.max(other.min_owners),
             min_rows_per_owner: self.min_rows_per_owner.max(other.min_rows_per_owner),
             owner_breakdown: self.owner_breakdown && other.owner_breakdown,
+            max_groups: match (self.max_groups, other.max_groups) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 }
@@ -203,6 +226,7 @@ mod tests {
             min_owners: 2,
             min_rows_per_owner: 5,
             owner_breakdown: false,
+            max_groups: Some(40),
         };
         std::fs::write(&p, pol.to_json().unwrap()).unwrap();
         assert_eq!(Policy::load(&p).unwrap(), pol);
@@ -260,12 +284,14 @@ mod tests {
             min_owners: 1,
             min_rows_per_owner: 3,
             owner_breakdown: true,
+            max_groups: None,
         };
         let b = Policy {
             min_rows: 11,
             min_owners: 3,
             min_rows_per_owner: 1,
             owner_breakdown: false,
+            max_groups: Some(50),
         };
         assert_ne!(a.digest(), b.digest());
         let c = Policy {
@@ -280,6 +306,7 @@ mod tests {
                 min_owners: 3,
                 min_rows_per_owner: 3,
                 owner_breakdown: false,
+                max_groups: Some(50),
             }
         );
     }

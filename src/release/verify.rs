@@ -501,9 +501,15 @@ fn provenance(
     keys: &KeyRing,
 ) -> Result<(Vec<CellProvenance>, Vec<String>)> {
     let request_owners = files.owners.iter().collect::<BTreeSet<_>>().len();
+    let mut reasons = Vec::new();
+    let groups: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if let Some(max) = policy.max_groups.filter(|&m| groups as u64 > m) {
+        reasons.push(format!(
+            "the result has {groups} rows (groups), more than this hospital's maximum of {max}"
+        ));
+    }
     use crate::lake::schema::AggregateValue;
     let mut cells = Vec::new();
-    let mut reasons = Vec::new();
     super::partial::each_encrypted_cell("the result", batches, |field, col, row, v| {
         let at = format!("row {}, column `{}`", row + 1, field.name());
         if col.aggregate.is_none() {

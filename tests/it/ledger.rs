@@ -161,6 +161,27 @@ fn per_owner_minimums_and_breakdowns() {
         "all its rows come from owner",
         "a per-owner breakdown this hospital's policy does not allow",
     ]);
+    // At most so many groups: two regions pass a maximum of 2, not of 1.
+    dir.write("groups.toml", "max_groups = 1\n");
+    release(
+        &dir,
+        "a",
+        "r.parquet",
+        "r.json",
+        &id,
+        &["--policy", "groups.toml"],
+    )
+    .fails_with(&["the result has 2 rows (groups), more than this hospital's maximum of 1"]);
+    dir.write("groups.toml", "max_groups = 2\n");
+    release(
+        &dir,
+        "a",
+        "r.parquet",
+        "r.json",
+        &id,
+        &["--policy", "groups.toml"],
+    )
+    .ok();
     // Without a request, rules per owner cannot be applied: said, not ignored.
     dir.partial("a", "s.parquet", "x.json", &["--policy", "policy.toml"])
         .fails_with(&["rules per owner", "need --request"]);
@@ -243,4 +264,29 @@ fn a_tampered_truncated_reordered_or_deleted_ledger_is_detected() {
         ],
     )
     .fails_with(&["the signing key is owner `a`'s but the share is party `c`'s"]);
+}
+
+#[test]
+fn of_two_conflicting_releases_made_at_once_exactly_one_is_made() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    query(&dir, ALL, "r1.parquet", "r1.json").ok();
+    query(&dir, BUT_ONE, "r2.parquet", "r2.json").ok();
+    // a releases the group while b releases the group minus one, at the same time: both read
+    // an empty ledger, and the ledger's lock decides.
+    let (ra, rb) = std::thread::scope(|s| {
+        let a = s.spawn(|| release(&dir, "a", "r1.parquet", "r1.json", &id, &[]));
+        let b = s.spawn(|| release(&dir, "b", "r2.parquet", "r2.json", &id, &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let ok = [&ra, &rb].iter().filter(|r| r.0.status.success()).count();
+    assert_eq!(ok, 1, "a: {}\nb: {}", ra.stderr(), rb.stderr());
+    let (loser, party) = if ra.0.status.success() {
+        (&rb, "b")
+    } else {
+        (&ra, "a")
+    };
+    loser.fails_with(&["differ by 1"]);
+    assert!(!dir.path(&format!("{party}.partial.json")).exists());
+    assert_eq!(dir.read("ledger.jsonl").lines().count(), 1);
 }
