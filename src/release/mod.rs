@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod chain;
 pub mod ledger;
+pub mod noise;
 pub mod owner;
 pub mod partial;
 pub mod plan;
