@@ -20,6 +20,7 @@ mod demo;
 mod encrypt;
 mod inspect;
 mod keygen;
+mod ledger;
 mod owners;
 mod partial;
 mod policy;
@@ -70,6 +71,8 @@ enum Command {
     Audit(audit::Args),
     /// Check a hospital's release policy and say what it allows.
     Policy(policy::Args),
+    /// Check the consortium's release ledger and list its releases.
+    Ledger(ledger::Args),
     /// Make a requester's key (an age X25519 identity, mode 0600) and print its public half.
     RequesterKey(owners::RequesterKeyArgs),
 }
@@ -151,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RequesterKey(args) => owners::requester_key(args, &global),
         Command::Audit(args) => audit::run(args, &global),
         Command::Policy(args) => policy::run(args, &global),
+        Command::Ledger(args) => ledger::run(args, &global),
     }
 }
 

@@ -241,7 +241,31 @@ fn a_tampered_truncated_reordered_or_deleted_ledger_is_detected() {
     std::fs::remove_file(dir.path("ledger.jsonl")).unwrap();
     release(&dir, "a", "q.parquet", "q.json", &id, &[])
         .fails_with(&["it does not exist but the recorded head is entry 2"]);
-    // Restored, it is accepted again.
+    // Restored, it is accepted again, and anyone with the roster can check it.
+    put(&lines);
+    let ok = dir
+        .run(&[
+            "ledger",
+            "verify",
+            "ledger.jsonl",
+            "--roster",
+            "roster.json",
+            "--roster-id",
+            &id,
+        ])
+        .ok();
+    assert!(ok.contains("3 entries, chain and signatures intact; 3 request(s) released, entries by a (3); head 2:"), "{ok}");
+    put(&[lines[0], lines[1]]);
+    dir.run(&[
+        "ledger",
+        "verify",
+        "ledger.jsonl",
+        "--roster",
+        "roster.json",
+        "--head",
+        ok.trim().rsplit(' ').next().unwrap(),
+    ])
+    .fails_with(&["removed from its end"]);
     put(&lines);
     release(&dir, "a", "q.parquet", "q.json", &id, &[]).ok();
     // A hospital cannot sign as another.
