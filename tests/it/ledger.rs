@@ -162,26 +162,12 @@ fn per_owner_minimums_and_breakdowns() {
         "a per-owner breakdown this hospital's policy does not allow",
     ]);
     // At most so many groups: two regions pass a maximum of 2, not of 1.
+    let with = |policy: &str| release(&dir, "a", "r.parquet", "r.json", &id, &["--policy", policy]);
     dir.write("groups.toml", "max_groups = 1\n");
-    release(
-        &dir,
-        "a",
-        "r.parquet",
-        "r.json",
-        &id,
-        &["--policy", "groups.toml"],
-    )
-    .fails_with(&["the result has 2 rows (groups), more than this hospital's maximum of 1"]);
+    with("groups.toml")
+        .fails_with(&["the result has 2 rows (groups), more than this hospital's maximum of 1"]);
     dir.write("groups.toml", "max_groups = 2\n");
-    release(
-        &dir,
-        "a",
-        "r.parquet",
-        "r.json",
-        &id,
-        &["--policy", "groups.toml"],
-    )
-    .ok();
+    with("groups.toml").ok();
     // Without a request, rules per owner cannot be applied: said, not ignored.
     dir.partial("a", "s.parquet", "x.json", &["--policy", "policy.toml"])
         .fails_with(&["rules per owner", "need --request"]);
