@@ -107,9 +107,9 @@ fn policy(args: &Args) -> anyhow::Result<Policy> {
             p.owner_breakdown
         );
     }
-    if let (Some(max), None) = (p.max_groups, &args.request) {
+    if args.request.is_none() && (p.max_groups.is_some() || p.measures.is_some()) {
         anyhow::bail!(
-            "the policy's max_groups {max} needs --request: it is decided on the hospital's own run"
+            "the policy's max_groups and measures need --request: they are decided on the hospital's own run"
         );
     }
     Ok(p)

@@ -357,7 +357,7 @@ pub fn partial_decrypt_result(
         index: share.index(),
         result_sha256: result.sha256.clone(),
         request_id: request_id.map(str::to_owned),
-        policy: *policy,
+        policy: policy.clone(),
         sealed_to,
         sealed,
         open,
@@ -523,7 +523,7 @@ fn verify_party(
     Ok(VerifiedParty {
         index: p.index,
         party: p.party.clone(),
-        policy: p.policy,
+        policy: p.policy.clone(),
         values,
     })
 }

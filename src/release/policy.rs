@@ -18,7 +18,7 @@ pub const POLICY_VERSION: u32 = 1;
 pub const DEFAULT_MIN_ROWS: u64 = 11;
 
 /// What every released cell must satisfy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Each cell is a sum over at least this many distinct lake rows (at least 2: one row is an
@@ -38,6 +38,10 @@ pub struct Policy {
     /// finely a GROUP BY may cut the patients.
     #[serde(default)]
     pub max_groups: Option<u64>,
+    /// The lake columns whose values may be released (None: any); a cell made from another
+    /// column is refused.
+    #[serde(default)]
+    pub measures: Option<Vec<String>>,
 }
 
 fn one() -> u64 {
@@ -56,6 +60,7 @@ impl Default for Policy {
             min_rows_per_owner: 1,
             owner_breakdown: true,
             max_groups: None,
+            measures: None,
         }
     }
 }
@@ -70,6 +75,7 @@ struct PolicyFile {
     min_rows_per_owner: u64,
     owner_breakdown: bool,
     max_groups: Option<u64>,
+    measures: Option<Vec<String>>,
 }
 
 /// A policy's fields as written (TOML, or the JSON form without `kind` and `version`): every
@@ -87,6 +93,8 @@ struct Fields {
     owner_breakdown: bool,
     #[serde(default)]
     max_groups: Option<u64>,
+    #[serde(default)]
+    measures: Option<Vec<String>>,
 }
 
 fn default_min_rows() -> u64 {
@@ -113,6 +121,9 @@ impl Policy {
         }
         if self.min_rows_per_owner < 2 && (self.min_owners > 1 || !self.owner_breakdown) {
             w.push("min_rows_per_owner 1: a hospital may contribute a single row to a cell of several hospitals, which the others' totals then expose to it".into());
+        }
+        if self.measures.is_none() {
+            w.push("no measures list: every encrypted column may be released".into());
         }
         if self.max_groups.is_none() {
             w.push("no max_groups: a GROUP BY may cut the patients into as many cells as it likes (each still of min_rows rows)".into());
@@ -169,6 +180,11 @@ impl Policy {
             min_rows_per_owner: f.min_rows_per_owner,
             owner_breakdown: f.owner_breakdown,
             max_groups: f.max_groups,
+            measures: f.measures.map(|mut m| {
+                m.sort();
+                m.dedup();
+                m
+            }),
         };
         policy.check(&path.display().to_string())?;
         Ok(policy)
@@ -184,6 +200,7 @@ impl Policy {
             min_rows_per_owner: self.min_rows_per_owner,
             owner_breakdown: self.owner_breakdown,
             max_groups: self.max_groups,
+            measures: self.measures.clone(),
         })
     }
 
@@ -195,12 +212,35 @@ impl Policy {
             .u64("min_rows_per_owner", self.min_rows_per_owner)
             .u64("owner_breakdown", u64::from(self.owner_breakdown))
             .u64("max_groups", self.max_groups.unwrap_or(0));
+        match &self.measures {
+            None => {
+                d.u64("measures", 0);
+            }
+            Some(m) => {
+                d.u64("measures", 1 + m.len() as u64);
+                for x in m {
+                    d.item("measure", x.as_bytes());
+                }
+            }
+        }
         d.finish()
+    }
+
+    /// Whether a cell of `measure` (columns joined by `+`) may be released.
+    pub fn allows(&self, measure: &str) -> bool {
+        self.measures
+            .as_ref()
+            .is_none_or(|m| measure.split('+').all(|c| m.iter().any(|x| x == c)))
     }
 
     /// The stricter of two policies, requirement by requirement.
     pub fn stricter(self, other: Policy) -> Policy {
+        let measures = match (self.measures, other.measures) {
+            (Some(a), Some(b)) => Some(a.into_iter().filter(|x| b.contains(x)).collect()),
+            (a, b) => a.or(b),
+        };
         Policy {
+            measures,
             min_rows: self.min_rows.max(other.min_rows),
             min_owners: self.min_owners.max(other.min_owners),
             min_rows_per_owner: self.min_rows_per_owner.max(other.min_rows_per_owner),
@@ -227,8 +267,10 @@ mod tests {
             min_rows_per_owner: 5,
             owner_breakdown: false,
             max_groups: Some(40),
+            measures: Some(vec!["cost".into(), "diabetic".into()]),
         };
         std::fs::write(&p, pol.to_json().unwrap()).unwrap();
+        assert!(pol.allows("cost") && !pol.allows("cost+los") && !pol.allows("los"));
         assert_eq!(Policy::load(&p).unwrap(), pol);
         for bad in [
             r#"{"kind":"cipherlake.release_policy","version":1,"min_rows":1,"min_owners":1}"#,
@@ -285,6 +327,7 @@ mod tests {
             min_rows_per_owner: 3,
             owner_breakdown: true,
             max_groups: None,
+            measures: Some(vec!["cost".into(), "los".into()]),
         };
         let b = Policy {
             min_rows: 11,
@@ -292,11 +335,12 @@ mod tests {
             min_rows_per_owner: 1,
             owner_breakdown: false,
             max_groups: Some(50),
+            measures: Some(vec!["cost".into()]),
         };
         assert_ne!(a.digest(), b.digest());
         let c = Policy {
             owner_breakdown: false,
-            ..a
+            ..a.clone()
         };
         assert_ne!(a.digest(), c.digest());
         assert_eq!(
@@ -307,6 +351,7 @@ mod tests {
                 min_rows_per_owner: 3,
                 owner_breakdown: false,
                 max_groups: Some(50),
+                measures: Some(vec!["cost".into()]),
             }
         );
     }

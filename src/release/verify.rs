@@ -587,12 +587,19 @@ fn provenance(
                 "{at}: all its rows come from owner `{only}`, a per-owner breakdown this hospital's policy does not allow"
             ));
         }
+        let measure = t.measure.map(|m| trace.measure(m)).unwrap_or_default();
+        if !policy.allows(&measure) {
+            reasons.push(format!(
+                "{at}: its values come from `{measure}`, which this hospital's policy does not release (measures: {})",
+                policy.measures.as_deref().unwrap_or_default().join(", ")
+            ));
+        }
         cells.push(CellProvenance {
             column: field.name().clone(),
             row,
             rows: distinct,
             owners,
-            measure: t.measure.map(|m| trace.measure(m)).unwrap_or_default(),
+            measure,
             row_set,
         });
         Ok(())

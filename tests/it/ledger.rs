@@ -168,6 +168,16 @@ fn per_owner_minimums_and_breakdowns() {
         .fails_with(&["the result has 2 rows (groups), more than this hospital's maximum of 1"]);
     dir.write("groups.toml", "max_groups = 2\n");
     with("groups.toml").ok();
+    // Only the measures the policy lists.
+    dir.write(
+        "measures.toml",
+        "measures = [\"diabetic\", \"length_of_stay\"]\n",
+    );
+    with("measures.toml").fails_with(&[
+        "row 1, column `t`: its values come from `cost`, which this hospital's policy does not release (measures: diabetic, length_of_stay)",
+    ]);
+    dir.write("measures.toml", "measures = [\"cost\"]\n");
+    with("measures.toml").ok();
     // Without a request, rules per owner cannot be applied: said, not ignored.
     dir.partial("a", "s.parquet", "x.json", &["--policy", "policy.toml"])
         .fails_with(&["rules per owner", "need --request"]);
