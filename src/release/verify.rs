@@ -470,9 +470,10 @@ fn seed(trace: &sql::trace::Trace, path: &Path, index: u64) -> Result<()> {
             let Some(values) = crate::lake::decrypt::binary_values(array) else {
                 continue;
             };
+            let column = trace.column(field.name());
             for (r, v) in values.iter().enumerate() {
                 if let Some(v) = v {
-                    trace.seed(v, index << 32 | (row + r as u64), field.name());
+                    trace.seed(v, index << 32 | (row + r as u64), column);
                 }
             }
         }

@@ -151,6 +151,13 @@ impl CellTrace {
     }
 }
 
+/// A lake column as the trace knows it: the form and measure of its values.
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    form: u64,
+    measure: u32,
+}
+
 /// The provenance collected during one run.
 #[derive(Debug, Default)]
 pub struct Trace {
@@ -202,14 +209,22 @@ impl Trace {
         self.intern(&cols.join("+"))
     }
 
-    /// Records a lake ciphertext: row `row`, column `column`.
-    pub fn seed(&self, ciphertext: &[u8], row: u64, column: &str) {
+    /// A lake column, named once for all its values (see [`seed`](Self::seed)).
+    pub fn column(&self, name: &str) -> Column {
+        Column {
+            form: form_of(&[b"column", name.as_bytes()]),
+            measure: self.intern(name),
+        }
+    }
+
+    /// Records a lake ciphertext: row `row` of `column`.
+    pub fn seed(&self, ciphertext: &[u8], row: u64, column: Column) {
         let origin = Origin {
             row,
-            form: form_of(&[b"column", column.as_bytes()]),
+            form: column.form,
             mixed: false,
             duplicate: false,
-            measure: self.intern(column),
+            measure: column.measure,
         };
         let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
         values
@@ -355,10 +370,11 @@ mod tests {
     #[test]
     fn derived_values_keep_their_row_and_change_form() {
         let t = Trace::default();
-        t.seed(b"c1", 1, "cost");
-        t.seed(b"c2", 2, "cost");
-        t.seed(b"l1", 1, "los");
-        t.seed(b"c1", 9, "cost");
+        let (cost, los) = (t.column("cost"), t.column("los"));
+        t.seed(b"c1", 1, cost);
+        t.seed(b"c2", 2, cost);
+        t.seed(b"l1", 1, los);
+        t.seed(b"c1", 9, cost);
         assert!(t.origin(b"c1").unwrap().duplicate);
         let c2 = t.origin(b"c2");
         t.derive(b"c2x3", &[b"mul", b"3"], &[c2]);
