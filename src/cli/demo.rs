@@ -164,15 +164,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     // Each hospital keeps its signing key (0600); it signs its lake files and its ledger entries.
     let owners = dir.join("owners");
     for key in &signers {
-        let (secret, public) = key.file_names(&owners);
-        let (secret_text, public_text) = key.to_files()?;
-        let mut set = FileSet::begin(
-            &[(secret, Privacy::Secret), (public, Privacy::Shared)],
-            true,
-        )?;
-        set.write(0, secret_text.as_bytes())?;
-        set.write(1, public_text.as_bytes())?;
-        set.commit()?;
+        super::owners::write_owner_key(key, &owners, true)?;
     }
     // The consortium's release ledger, new for this run's roster.
     let ledger = Ledger::new(&dir.join("ledger.jsonl"));
@@ -303,18 +295,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                     // The release goes into the ledger, signed by the hospital.
                     let key =
                         OwnerKey::load(&owners.join(format!("{}.signing.json", share.party())))?;
-                    let snapshot =
-                        ledger::snapshot(request.files.iter().map(|f| f.signature.sha256.as_str()));
-                    let entry = ledger::Entry::new(
-                        share.party(),
-                        &request.request_id,
-                        &request.sql,
-                        snapshot,
-                        &cells,
-                    );
-                    ledger.append(&roster, &key, &entry, |past| {
-                        ledger::check(&request.request_id, &cells, past, policy.min_rows)
-                    })?;
+                    ledger.enter(&roster, &key, request, &cells, policy.min_rows)?;
                 }
                 sealed.push((result, ps, request));
             }

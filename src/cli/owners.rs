@@ -28,18 +28,7 @@ pub(crate) struct OwnerKeyArgs {
 
 pub(crate) fn owner_key(args: OwnerKeyArgs, global: &Global) -> anyhow::Result<()> {
     let key = OwnerKey::generate(&args.owner)?;
-    let (secret, public) = key.file_names(&args.output);
-    let (secret_text, public_text) = key.to_files()?;
-    let mut set = FileSet::begin(
-        &[
-            (secret.clone(), Privacy::Secret),
-            (public.clone(), Privacy::Shared),
-        ],
-        args.force,
-    )?;
-    set.write(0, secret_text.as_bytes())?;
-    set.write(1, public_text.as_bytes())?;
-    set.commit()?;
+    let (secret, public) = write_owner_key(&key, &args.output, args.force)?;
     if !global.quiet {
         eprintln!(
             "signing key of `{}` → {} (keep it: mode 0600); public key → {} (send it to whoever makes the roster)",
@@ -50,6 +39,28 @@ pub(crate) fn owner_key(args: OwnerKeyArgs, global: &Global) -> anyhow::Result<(
     }
     println!("{}", key.public().key_b64());
     Ok(())
+}
+
+/// Writes `key`'s two files into `dir` (the signing key 0600), both or neither; returns their
+/// paths (secret, public).
+pub(crate) fn write_owner_key(
+    key: &OwnerKey,
+    dir: &Path,
+    force: bool,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let (secret, public) = key.file_names(dir);
+    let (secret_text, public_text) = key.to_files()?;
+    let mut set = FileSet::begin(
+        &[
+            (secret.clone(), Privacy::Secret),
+            (public.clone(), Privacy::Shared),
+        ],
+        force,
+    )?;
+    set.write(0, secret_text.as_bytes())?;
+    set.write(1, public_text.as_bytes())?;
+    set.commit()?;
+    Ok((secret, public))
 }
 
 #[derive(clap::Args)]

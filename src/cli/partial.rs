@@ -148,7 +148,17 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.input).with_context(|| format!("cannot read {name}"))?;
     let size = bytes.len() as u64;
     let result = ResultFile::read(&name, Bytes::from(bytes))?;
-    let request_path = args.request.as_ref().map(|p| p.display().to_string());
+    // What every audit entry of this run says, whatever the decision.
+    let mut event = json!({
+        "verb": "partial-decrypt",
+        "party": share.party(),
+        "key_id": pk.key_id(),
+        "result": name,
+        "request": args.request.as_ref().map(|p| p.display().to_string()),
+        "unverified": args.unverified,
+        "policy": policy,
+        "output": args.output.display().to_string(),
+    });
     let (result, request, provenance) = match &args.request {
         None => (result, None, Vec::new()),
         Some(path) => match reverify(&args, path, &pk, &policy, result, size, global).and_then(
@@ -162,17 +172,8 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             Ok((result, request, cells)) => (result, Some(request), cells),
             Err(e) => {
                 // A refused re-verification is a decision too: it is logged with its reason.
-                let mut event = json!({
-                    "verb": "partial-decrypt",
-                    "party": share.party(),
-                    "key_id": pk.key_id(),
-                    "result": name,
-                    "request": request_path,
-                    "policy": policy,
-                    "output": args.output.display().to_string(),
-                    "decision": "refused",
-                    "reason": super::message(&e),
-                });
+                event["decision"] = json!("refused");
+                event["reason"] = json!(super::message(&e));
                 if let Some(h) = ledger.as_ref().and_then(|l| l.read.borrow().clone()) {
                     event["ledger"] = json!(args.ledger.as_ref().map(|p| p.display().to_string()));
                     event["ledger_head"] = json!(h.to_string());
@@ -204,18 +205,8 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     // The outcome is logged after the write: "granted" means the partials were released. Each
     // cell's verdict is its provenance on this party's own run (without a request, only the
     // cloud's tags vouch for the cells, and the log says so by listing none).
-    let mut event = json!({
-        "verb": "partial-decrypt",
-        "party": share.party(),
-        "key_id": pk.key_id(),
-        "result": name,
-        "result_sha256": result.sha256(),
-        "request": request_path,
-        "request_id": request_id,
-        "unverified": args.unverified,
-        "policy": policy,
-        "output": args.output.display().to_string(),
-    });
+    event["result_sha256"] = json!(result.sha256());
+    event["request_id"] = json!(request_id);
     match &outcome {
         Ok(_) => {
             event["decision"] = json!("granted");
@@ -233,14 +224,17 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     // A release goes into the consortium's ledger before it is logged here; if it cannot, the
     // partials are withdrawn (a release the other hospitals cannot see is not made).
     if let (Ok(_), Some(l), Some(r)) = (&outcome, &ledger, &request) {
-        match l.append(share.party(), r, &provenance, &policy) {
+        match l
+            .ledger
+            .enter(&l.roster, &l.key, r, &provenance, policy.min_rows)
+        {
             Ok(h) => {
                 event["ledger"] = json!(l.ledger.path().display().to_string());
                 event["ledger_head"] = json!(h.to_string());
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&args.output);
-                let e = e.context(format!(
+                let e = anyhow::Error::from(e).context(format!(
                     "the release could not be entered in the ledger, so {} was withdrawn",
                     args.output.display()
                 ));
@@ -375,16 +369,18 @@ fn open_ledger(
     );
     let ledger = Ledger::new(path);
     // The last head this party saw of this ledger, from its own audit log.
-    let seen = match log.last("ledger_head")? {
-        Some(v) if log.last("ledger")? == Some(json!(path.display().to_string())) => Some(
-            v.as_str()
+    let here = json!(path.display().to_string());
+    let seen = log
+        .last_event(|e| e["ledger"] == here && e.get("ledger_head").is_some())?
+        .map(|e| {
+            e["ledger_head"]
+                .as_str()
                 .unwrap_or_default()
                 .parse::<Head>()
                 .map_err(anyhow::Error::msg)
-                .with_context(|| format!("audit log {}", log.path().display()))?,
-        ),
-        _ => None,
-    };
+                .with_context(|| format!("audit log {}", log.path().display()))
+        })
+        .transpose()?;
     Ok(PartyLedger {
         ledger,
         key,
@@ -418,22 +414,5 @@ impl PartyLedger {
             );
         }
         Ok(())
-    }
-
-    /// Enters this release in the ledger, checking the differencing rule again under its lock.
-    fn append(
-        &self,
-        party: &str,
-        request: &Request,
-        cells: &[CellProvenance],
-        policy: &Policy,
-    ) -> anyhow::Result<Head> {
-        let snapshot = ledger::snapshot(request.files.iter().map(|f| f.signature.sha256.as_str()));
-        let entry = ledger::Entry::new(party, &request.request_id, &request.sql, snapshot, cells);
-        Ok(self
-            .ledger
-            .append(&self.roster, &self.key, &entry, |past| {
-                ledger::check(&request.request_id, cells, past, policy.min_rows)
-            })?)
     }
 }

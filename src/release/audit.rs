@@ -64,14 +64,16 @@ impl AuditLog {
         self.chain.path()
     }
 
-    /// The value of `field` in the last event that has it (events are checked as they are
-    /// read).
-    pub fn last(&self, field: &str) -> Result<Option<serde_json::Value>> {
+    /// The last event that `wanted` accepts (events are checked as they are read).
+    pub fn last_event(
+        &self,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<Option<serde_json::Value>> {
         let mut last = None;
         self.chain.walk(None, |seq, line| {
             let e = entry(&self.chain, seq, line)?;
-            if let Some(v) = e.event.get(field) {
-                last = Some(v.clone());
+            if wanted(&e.event) {
+                last = Some(e.event);
             }
             Ok(())
         })?;
@@ -221,10 +223,12 @@ mod tests {
     }
 
     #[test]
-    fn the_last_value_of_a_field() {
+    fn the_last_event_wanted() {
         let (_d, path, _) = log_with(3);
         let log = AuditLog::open(&path).unwrap();
-        assert_eq!(log.last("i").unwrap(), Some(json!(2)));
-        assert_eq!(log.last("nothing").unwrap(), None);
+        let last = |f: &dyn Fn(&serde_json::Value) -> bool| log.last_event(f).unwrap();
+        assert_eq!(last(&|e| e.get("i").is_some()).unwrap()["i"], json!(2));
+        assert_eq!(last(&|e| e["i"] == json!(0)).unwrap()["i"], json!(0));
+        assert_eq!(last(&|e| e.get("nothing").is_some()), None);
     }
 }

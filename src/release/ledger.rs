@@ -277,6 +277,31 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Enters the release of `request`'s `cells` by `key`'s owner, under the ledger's lock, if
+    /// the differencing rule still holds against every release in it then; returns the new head.
+    pub fn enter(
+        &self,
+        roster: &Roster,
+        key: &OwnerKey,
+        request: &super::Request,
+        cells: &[CellProvenance],
+        min_rows: u64,
+    ) -> Result<Head> {
+        let snapshot = snapshot(request.files.iter().map(|f| f.signature.sha256.as_str()));
+        let entry = Entry::new(
+            key.owner(),
+            &request.request_id,
+            &request.sql,
+            snapshot,
+            cells,
+        );
+        self.append(roster, key, &entry, |past| {
+            check(&request.request_id, cells, past, min_rows)
+        })
+    }
+}
+
 /// The size of the symmetric difference of two row sets.
 pub fn difference(a: &RowSet, b: &RowSet) -> u64 {
     let mut d = 0;
