@@ -155,12 +155,17 @@ fn forge(dir: &Dir, edit: impl FnOnce(&mut Vec<RecordBatch>)) {
     let mut b = batches(dir, "result.parquet");
     edit(&mut b);
     write_batches(dir, "forged.parquet", &b);
-    let mut r = Request::load(&dir.path("request.json")).unwrap();
-    let bytes = std::fs::read(dir.path("forged.parquet")).unwrap();
+    let r = Request::load(&dir.path("request.json")).unwrap();
+    reissue_for(dir, r, "forged.parquet", "forged.json");
+}
+
+/// Writes `r` as a request for the result file `result` (its SHA-256 and size), id recomputed.
+pub(crate) fn reissue_for(dir: &Dir, mut r: Request, result: &str, to: &str) {
+    let bytes = std::fs::read(dir.path(result)).unwrap();
     use sha2::Digest;
     r.result.sha256 = hex::encode(sha2::Sha256::digest(&bytes));
     r.result.size = bytes.len() as u64;
-    reissue(dir, r, "forged.json");
+    reissue(dir, r, to);
 }
 
 /// Writes `r` with its id recomputed.
