@@ -8,6 +8,8 @@
 //!   cloud's own run of the same query.
 //! - `bench ledger`: reading and checking the release ledger, and the differencing rule, per past
 //!   release and per 100k rows of row set.
+//! - `bench noise`: differential privacy's noise shares from the OS CSPRNG against the discrete
+//!   Laplace (χ²), and the noise round's cost per cell.
 //! - `bench encrypt`: `encrypt` of synthetic admissions (2 encrypted columns) with 1 and 2 threads.
 
 use std::fs::File;
@@ -79,6 +81,17 @@ enum What {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// Differential privacy: a goodness-of-fit test of summed noise shares drawn from the OS
+    /// CSPRNG against the discrete Laplace, and the cost of the noise round per cell (drawing,
+    /// encrypting and proving a share; checking one).
+    Noise {
+        /// Sums of shares per goodness-of-fit test.
+        #[arg(long, default_value_t = 200_000)]
+        samples: usize,
+        /// Cells of the timed noise round (2048-bit key).
+        #[arg(long, default_value_t = 100)]
+        cells: usize,
+    },
     /// Encryption throughput with 1 and 2 threads.
     Encrypt {
         /// Rows of synthetic admissions (2 encrypted columns each).
@@ -104,7 +117,96 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             rows,
             repeat,
         } => bench_ledger(releases.max(1), rows.max(1), repeat.max(1), global),
+        What::Noise { samples, cells } => bench_noise(samples.max(1000), cells.max(1), global),
     }
+}
+
+fn bench_noise(samples: usize, cells: usize, global: &Global) -> anyhow::Result<()> {
+    use cipherlake::release::noise::{chi_square, collect, draw, Mechanism, CHI_SQUARE_CRITICAL};
+    use cipherlake::release::verify::CellProvenance;
+    use rayon::prelude::*;
+
+    println!("noise shares from the OS CSPRNG, {samples} sums of t shares each, against the discrete Laplace:");
+    for (epsilon, parties) in [(0.5, 2u32), (0.5, 3), (1.0, 5)] {
+        let m = Mechanism::new(epsilon, 1, parties)?;
+        let sums = (0..samples)
+            .into_par_iter()
+            .map(|_| {
+                (0..parties)
+                    .map(|_| m.os_share())
+                    .sum::<cipherlake::Result<i64>>()
+            })
+            .collect::<cipherlake::Result<Vec<i64>>>()?;
+        let chi = chi_square(&m, &sums);
+        let mean = sums.iter().sum::<i64>() as f64 / samples as f64;
+        let var = sums.iter().map(|&z| (z as f64 - mean).powi(2)).sum::<f64>() / samples as f64;
+        println!(
+            "  ε {epsilon}, t = {parties}: χ² {chi:.1} over 32 degrees of freedom ({} at p = 0.001, critical {CHI_SQUARE_CRITICAL}); variance {var:.3} for {:.3}",
+            if chi < CHI_SQUARE_CRITICAL { "fits" } else { "DOES NOT FIT" },
+            m.variance()
+        );
+        println!(
+            "{}",
+            json!({"epsilon": epsilon, "parties": parties, "samples": samples, "chi_square": chi, "variance": var, "expected_variance": m.variance()})
+        );
+    }
+
+    say(global, "dealing a 2048-bit 2-of-3 key…");
+    let parties: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let d = cipherlake::paillier::threshold::deal(2048, &parties, 2)?;
+    let pk = &d.public;
+    let m = Mechanism::new(1.0, 50_000, 2)?;
+    let provenance: Vec<CellProvenance> = (0..cells as u64)
+        .map(|row| CellProvenance {
+            column: "total".into(),
+            row,
+            rows: 0,
+            owners: Default::default(),
+            measure: "cost".into(),
+            row_set: Default::default(),
+            plain: true,
+            count: false,
+            scale: 2,
+        })
+        .collect();
+    let with: Vec<(&CellProvenance, Mechanism)> = provenance.iter().map(|c| (c, m)).collect();
+    let t = Instant::now();
+    let files = ["a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let f = draw(pk, p, i + 1, "req", "sha", &with)?;
+            Ok((format!("{p}.noise.json"), format!("{p}-sha"), f))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let drawn = t.elapsed().as_secs_f64() / (2 * cells) as f64;
+    let want = provenance
+        .iter()
+        .map(|c| ((c.column.clone(), c.row), m))
+        .collect();
+    let t = Instant::now();
+    let product = collect(pk, ("a", "a-sha"), "req", "sha", &files, &want)?;
+    let checked = t.elapsed().as_secs_f64() / (2 * cells) as f64;
+    anyhow::ensure!(product.len() == cells, "every cell gets its noise");
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    println!(
+        "noise round at 2048 bits, {cells} cells × 2 hospitals (wall clock on {cores} cores):"
+    );
+    println!(
+        "  draw + encrypt + prove one share  {:>8.2} ms ({:.2} core-ms)",
+        drawn * 1000.0,
+        drawn * 1000.0 * cores
+    );
+    println!(
+        "  check one share's proof           {:>8.2} ms ({:.2} core-ms)",
+        checked * 1000.0,
+        checked * 1000.0 * cores
+    );
+    println!(
+        "{}",
+        json!({"bits": 2048, "cells": cells, "draw_ms_per_share": drawn * 1000.0, "check_ms_per_share": checked * 1000.0, "cores": cores})
+    );
+    Ok(())
 }
 
 /// The CPU model from /proc/cpuinfo (Linux), or what is known without it.
@@ -456,6 +558,7 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
                 None,
                 Some(&recipient),
                 None,
+                None,
             )?;
             Ok((name.to_owned(), p))
         })
@@ -636,6 +739,9 @@ fn bench_ledger(releases: usize, rows: u32, repeat: usize, global: &Global) -> a
             owners: Default::default(),
             measure: "cost".into(),
             row_set,
+            plain: true,
+            count: false,
+            scale: 0,
         }
     };
     say(
@@ -649,6 +755,7 @@ fn bench_ledger(releases: usize, rows: u32, repeat: usize, global: &Global) -> a
             "SELECT SUM(cost) FROM adm",
             snapshot(["f1", "f2"]),
             &[cell(i as u32)],
+            None,
         );
         ledger.append(&roster, &key, &e, |_| Ok(()))?;
     }

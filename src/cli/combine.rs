@@ -136,5 +136,18 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             args.min_rows
         );
     }
+    // How noisy cells were released is part of the result, not a progress message.
+    for (column, n) in &combined.noise {
+        eprintln!(
+            "differential privacy: column `{column}`: {}; {} cell(s){}",
+            n.mechanism.describe(n.scale),
+            n.cells,
+            if n.pinned > 0 {
+                format!(", {} repeating an earlier release's noisy answer", n.pinned)
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(())
 }

@@ -253,7 +253,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                         size,
                         result.batches(),
                     ))?;
-                    ledger::check(&request.request_id, &checked.cells, &past, policy.min_rows)?;
+                    ledger::check(request, &checked.cells, &past, &policy, None)?;
                     smallest = checked
                         .cells
                         .iter()
@@ -290,12 +290,13 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                             Some(&request.request_id),
                             Some(&request.recipient),
                             None,
+                            None,
                         )?,
                     ));
                     // The release goes into the ledger, signed by the hospital.
                     let key =
                         OwnerKey::load(&owners.join(format!("{}.signing.json", share.party())))?;
-                    ledger.enter(&roster, &key, request, &cells, policy.min_rows)?;
+                    ledger.enter(&roster, &key, request, &cells, &policy, None)?;
                 }
                 sealed.push((result, ps, request));
             }

@@ -10,7 +10,10 @@ use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::{Output, Privacy};
 use cipherlake::release::audit::{AuditLog, Head};
+use std::collections::BTreeMap;
+
 use cipherlake::release::ledger::{self, Ledger};
+use cipherlake::release::noise::{self, CellNoise, NoiseFile, NoiseMap};
 use cipherlake::release::partial::{partial_decrypt_result, PartialFile, ResultFile};
 use cipherlake::release::policy::Policy;
 use cipherlake::release::verify::CellProvenance;
@@ -18,6 +21,7 @@ use cipherlake::release::OwnerKey;
 use cipherlake::release::{verify, Request};
 use cipherlake::sql::KeyRing;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::{progress, Global};
 
@@ -67,6 +71,16 @@ pub(crate) struct Args {
     /// party, on the roster): signs its ledger entries.
     #[arg(long, value_name = "FILE", requires = "ledger")]
     signing_key: Option<PathBuf>,
+    /// Differential privacy, round 1 (a policy with `[dp]`): after the same checks, write to
+    /// --output this party's encrypted noise shares for every cell instead of decrypting. Every
+    /// releasing hospital draws its own; then each runs round 2 with all of them (--noise).
+    #[arg(long, requires = "ledger", conflicts_with = "noise")]
+    draw_noise: bool,
+    /// Differential privacy, round 2: the noise files of the releasing hospitals (this party's
+    /// own among them, as it drew it). Each cell is decrypted with the product of their shares,
+    /// or with the noise of an earlier release of the same rows (from the ledger).
+    #[arg(long, num_args = 1.., value_name = "FILE", requires = "ledger")]
+    noise: Vec<PathBuf>,
     /// Decrypt without a request: the cloud's result file alone then says what each cell is (its
     /// tags and row counts), so a lying cloud can make this party reveal one patient's value.
     /// Only for results this party computed itself.
@@ -111,6 +125,18 @@ fn policy(args: &Args) -> anyhow::Result<Policy> {
         anyhow::bail!(
             "the policy's max_groups and measures need --request: they are decided on the hospital's own run"
         );
+    }
+    match (&p.dp, args.draw_noise || !args.noise.is_empty()) {
+        (Some(_), _) if args.ledger.is_none() => anyhow::bail!(
+            "the policy's [dp] needs --ledger (with --request and --signing-key): the budget and the noise of earlier releases are kept there"
+        ),
+        (Some(_), false) => anyhow::bail!(
+            "the policy's [dp] adds noise to every cell: first each releasing hospital runs partial-decrypt --draw-noise (round 1), then each runs it again with every noise file (--noise FILE …)"
+        ),
+        (None, true) => anyhow::bail!(
+            "--draw-noise and --noise need a policy with differential privacy ([dp] in --policy)"
+        ),
+        _ => {}
     }
     Ok(p)
 }
@@ -159,17 +185,20 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         "policy": policy,
         "output": args.output.display().to_string(),
     });
-    let (result, request, provenance) = match &args.request {
-        None => (result, None, Vec::new()),
+    let (result, request, provenance, noise) = match &args.request {
+        None => (result, None, Vec::new(), None),
         Some(path) => match reverify(&args, path, &pk, &policy, result, size, global).and_then(
             |(result, request, cells)| {
-                if let Some(l) = &ledger {
-                    l.check(&request, &cells, &policy, global)?;
-                }
-                Ok((result, request, cells))
+                let noise = match &ledger {
+                    Some(l) => {
+                        l.check(&args, &pk, &log, &request, &result, &cells, &policy, global)?
+                    }
+                    None => None,
+                };
+                Ok((result, request, cells, noise))
             },
         ) {
-            Ok((result, request, cells)) => (result, Some(request), cells),
+            Ok((result, request, cells, noise)) => (result, Some(request), cells, noise),
             Err(e) => {
                 // A refused re-verification is a decision too: it is logged with its reason.
                 event["decision"] = json!("refused");
@@ -183,6 +212,24 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             }
         },
     };
+    if args.draw_noise {
+        let (Some(request), Some(drawn)) = (&request, &noise) else {
+            anyhow::bail!("--draw-noise needs a re-verified request under a policy with [dp]");
+        };
+        return draw_noise(
+            out,
+            &args,
+            &pk,
+            &share,
+            &log,
+            event,
+            request,
+            &result,
+            &provenance,
+            drawn,
+            global,
+        );
+    }
     let request_id = request.as_ref().map(|r| r.request_id.clone());
     let cells = result.encrypted_cells()?;
     let pb = progress::count_bar("partial decryption", global.quiet);
@@ -194,6 +241,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         &policy,
         request_id.as_deref(),
         request.as_ref().map(|r| r.recipient.as_str()),
+        noise.as_ref(),
         Some(Arc::new(move |n| pb2.inc(n))),
     ) {
         Err(e) => Err(("refused", anyhow::Error::from(e))),
@@ -213,7 +261,15 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             event["cells"] = json!(cells);
             event["verdicts"] = provenance
                 .iter()
-                .map(|c| json!({"row": c.row, "column": c.column, "verdict": "released", "rows": c.rows, "owners": c.owners}))
+                .map(|c| {
+                    let mut v = json!({"row": c.row, "column": c.column, "verdict": "released", "rows": c.rows, "owners": c.owners});
+                    if let Some(n) = noise.as_ref().and_then(|n| n.get(&(c.column.clone(), c.row))) {
+                        v["epsilon"] = json!(n.mechanism.epsilon);
+                        v["sensitivity"] = json!(n.mechanism.sensitivity);
+                        v["pinned"] = json!(n.pinned);
+                    }
+                    v
+                })
                 .collect();
         }
         Err((decision, e)) => {
@@ -226,7 +282,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     if let (Ok(_), Some(l), Some(r)) = (&outcome, &ledger, &request) {
         match l
             .ledger
-            .enter(&l.roster, &l.key, r, &provenance, policy.min_rows)
+            .enter(&l.roster, &l.key, r, &provenance, &policy, noise.as_ref())
         {
             Ok(h) => {
                 event["ledger"] = json!(l.ledger.path().display().to_string());
@@ -391,19 +447,40 @@ fn open_ledger(
 }
 
 impl PartyLedger {
-    /// Reads and checks the whole ledger, then the differencing rule of this request's cells
-    /// against every release in it and against each other.
+    /// Reads and checks the whole ledger, then its rules for this request's cells (differencing
+    /// against every release in it and against each other; with the policy's `dp`, the noise and
+    /// the budget). With `dp`, returns each cell's noise: from the ledger for rows released
+    /// before, else the product of the noise files' shares (round 2), or a placeholder while the
+    /// shares are being drawn (round 1).
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
+        args: &Args,
+        pk: &cipherlake::paillier::PublicKey,
+        log: &AuditLog,
         request: &Request,
+        result: &ResultFile,
         cells: &[CellProvenance],
         policy: &Policy,
         global: &Global,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<NoiseMap>> {
         let started = std::time::Instant::now();
         let (past, head) = self.ledger.read(&self.roster, self.seen.as_ref())?;
         *self.read.borrow_mut() = head;
-        ledger::check(&request.request_id, cells, &past, policy.min_rows)?;
+        let noise = match &policy.dp {
+            None => None,
+            Some(dp) => Some(cell_noise(
+                args,
+                pk,
+                (self.key.owner(), log),
+                request,
+                result,
+                cells,
+                dp,
+                &past,
+            )?),
+        };
+        ledger::check(request, cells, &past, policy, noise.as_ref())?;
         if !global.quiet {
             eprintln!(
                 "  ledger {}: {} earlier release(s), none within {} rows of a cell (checked in {:.2} s)",
@@ -412,7 +489,170 @@ impl PartyLedger {
                 policy.min_rows,
                 started.elapsed().as_secs_f64()
             );
+            if let Some(n) = &noise {
+                let pinned = n.values().filter(|c| c.pinned.is_some()).count();
+                eprintln!(
+                    "  differential privacy: ε {} per cell, within the budget; {pinned} of {} cell(s) repeat an earlier release's noise",
+                    policy.dp.as_ref().map_or(0.0, |d| d.epsilon),
+                    n.len()
+                );
+            }
         }
-        Ok(())
+        Ok(noise)
     }
+}
+
+/// Each cell's mechanism under `dp` and its noise: an earlier release's for the same rows,
+/// else the noise files' (round 2) or a placeholder (round 1, `--draw-noise`).
+#[allow(clippy::too_many_arguments)]
+fn cell_noise(
+    args: &Args,
+    pk: &cipherlake::paillier::PublicKey,
+    (party, log): (&str, &AuditLog),
+    request: &Request,
+    result: &ResultFile,
+    cells: &[CellProvenance],
+    dp: &cipherlake::release::policy::Dp,
+    past: &[ledger::Release],
+) -> anyhow::Result<NoiseMap> {
+    let th = cipherlake::paillier::threshold::params(pk)?;
+    let mut reasons = Vec::new();
+    let mut mechanisms = BTreeMap::new();
+    for c in cells {
+        match noise::mechanism_for(dp, c, th.needed as u32) {
+            Ok(m) => {
+                mechanisms.insert((c.column.clone(), c.row), m);
+            }
+            Err(why) => reasons.push(why),
+        }
+    }
+    if !reasons.is_empty() {
+        return Err(cipherlake::Error::ReleaseRefused {
+            request: request.request_id.clone(),
+            reasons,
+        }
+        .into());
+    }
+    let fresh = if args.draw_noise {
+        None
+    } else {
+        let own = drawn_noise(log, &request.request_id)?;
+        let mut files = Vec::new();
+        for path in &args.noise {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let f: NoiseFile = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{name}: not a noise file"))?;
+            files.push((name, sha, f));
+        }
+        Some(noise::collect(
+            pk,
+            (party, &own),
+            &request.request_id,
+            result.sha256(),
+            &files,
+            &mechanisms,
+        )?)
+    };
+    Ok(cells
+        .iter()
+        .map(|c| {
+            let key = (c.column.clone(), c.row);
+            let m = mechanisms[&key];
+            let n = match ledger::pinning(&request.request_id, c, &m, past) {
+                Some((seq, earlier)) => CellNoise {
+                    mechanism: m,
+                    noise: earlier.noise.clone(),
+                    pinned: Some(seq),
+                },
+                None => CellNoise {
+                    mechanism: m,
+                    noise: fresh
+                        .as_ref()
+                        .and_then(|f| f.get(&key))
+                        .map_or_else(|| rug::Integer::from(1), |c| c.as_integer().clone()),
+                    pinned: None,
+                },
+            };
+            (key, n)
+        })
+        .collect())
+}
+
+/// The SHA-256 of the noise file this party drew for `request_id`, from its audit log.
+fn drawn_noise(log: &AuditLog, request_id: &str) -> anyhow::Result<String> {
+    let drawn =
+        log.last_event(|e| e["decision"] == "noise drawn" && e["request_id"] == request_id)?;
+    drawn
+        .as_ref()
+        .and_then(|e| e["noise_sha256"].as_str())
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "this party drew no noise for request {request_id} (its audit log {} records none): run partial-decrypt --draw-noise first",
+                log.path().display()
+            )
+        })
+}
+
+/// Round 1 of differential privacy: this party's encrypted noise shares for every cell, written
+/// to `out` and logged (the log keeps their SHA-256, so that round 2 finds this party's own).
+#[allow(clippy::too_many_arguments)]
+fn draw_noise(
+    out: Output,
+    args: &Args,
+    pk: &cipherlake::paillier::PublicKey,
+    share: &cipherlake::paillier::threshold::KeyShare,
+    log: &AuditLog,
+    mut event: serde_json::Value,
+    request: &Request,
+    result: &ResultFile,
+    cells: &[CellProvenance],
+    drawn: &NoiseMap,
+    global: &Global,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let with: Vec<(&CellProvenance, noise::Mechanism)> = cells
+        .iter()
+        .map(|c| (c, drawn[&(c.column.clone(), c.row)].mechanism))
+        .collect();
+    let file = noise::draw(
+        pk,
+        share.party(),
+        share.index(),
+        &request.request_id,
+        result.sha256(),
+        &with,
+    )?;
+    let text = serde_json::to_string_pretty(&file)? + "\n";
+    out.writer()?.write_all(text.as_bytes())?;
+    out.commit()?;
+    event["request_id"] = json!(request.request_id);
+    event["result_sha256"] = json!(result.sha256());
+    event["decision"] = json!("noise drawn");
+    event["noise_sha256"] = json!(hex::encode(Sha256::digest(text.as_bytes())));
+    event["cells"] = json!(file.cells.len());
+    let head = match log.append(event) {
+        Ok(h) => h,
+        Err(e) => {
+            // Unlogged noise could not be recognised as this party's in round 2.
+            let _ = std::fs::remove_file(&args.output);
+            return Err(anyhow::Error::from(e).context(format!(
+                "the noise could not be logged, so {} was withdrawn",
+                args.output.display()
+            )));
+        }
+    };
+    if !global.quiet {
+        eprintln!(
+            "party {}: noise shares for {} cell(s) drawn and encrypted in {:.2} s → {} (logged in {} as entry {head}); next, every releasing hospital runs partial-decrypt with --noise and all the noise files",
+            share.party(),
+            file.cells.len(),
+            started.elapsed().as_secs_f64(),
+            args.output.display(),
+            log.path().display()
+        );
+    }
+    Ok(())
 }

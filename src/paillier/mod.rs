@@ -11,6 +11,7 @@ pub mod hazmat;
 mod keys;
 mod modulus;
 mod ops;
+pub mod plaintext_proof;
 mod primes;
 pub(crate) mod randomness;
 pub mod threshold;

@@ -25,6 +25,8 @@ use serde_json::value::RawValue;
 
 use super::chain::Chain;
 pub use super::chain::Head;
+use super::noise::{CellNoise, Mechanism, NoiseMap};
+use super::policy::{Dp, Policy};
 use super::verify::{CellProvenance, RowSet};
 use super::{OwnerKey, Roster};
 use crate::digest::Labelled;
@@ -48,6 +50,9 @@ pub struct Entry {
     pub snapshot: String,
     /// Seconds since 1970-01-01 UTC.
     pub released_at: u64,
+    /// The requester the release was sealed to (its age recipient), for budgets per requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
     /// Every released cell.
     pub cells: Vec<Cell>,
 }
@@ -65,6 +70,9 @@ pub struct Cell {
     /// Per lake file (SHA-256, hex): the contributing row numbers, as a serialized Roaring
     /// bitmap in base64url.
     pub rows: BTreeMap<String, String>,
+    /// The differential-privacy noise it was released with (none: exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<CellNoise>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,13 +138,15 @@ pub fn snapshot<'a>(shas: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 impl Entry {
-    /// The entry for a release of `cells` (this party's provenance of them).
+    /// The entry for a release of `cells` (this party's provenance of them), with the noise
+    /// each was decrypted with.
     pub fn new(
         party: &str,
         request_id: &str,
         sql: &str,
         snapshot: String,
         cells: &[CellProvenance],
+        noise: Option<&NoiseMap>,
     ) -> Self {
         Entry {
             party: party.to_owned(),
@@ -144,6 +154,7 @@ impl Entry {
             sql: sql.to_owned(),
             snapshot,
             released_at: super::signature::now(),
+            requester: None,
             cells: cells
                 .iter()
                 .map(|c| Cell {
@@ -155,6 +166,7 @@ impl Entry {
                         .iter()
                         .map(|(sha, rows)| (sha.clone(), encode_rows(rows)))
                         .collect(),
+                    noise: noise.and_then(|n| n.get(&(c.column.clone(), c.row)).cloned()),
                 })
                 .collect(),
         }
@@ -286,18 +298,21 @@ impl Ledger {
         key: &OwnerKey,
         request: &super::Request,
         cells: &[CellProvenance],
-        min_rows: u64,
+        policy: &Policy,
+        noise: Option<&NoiseMap>,
     ) -> Result<Head> {
         let snapshot = snapshot(request.files.iter().map(|f| f.signature.sha256.as_str()));
-        let entry = Entry::new(
+        let mut entry = Entry::new(
             key.owner(),
             &request.request_id,
             &request.sql,
             snapshot,
             cells,
+            noise,
         );
+        entry.requester = Some(request.recipient.clone());
         self.append(roster, key, &entry, |past| {
-            check(&request.request_id, cells, past, min_rows)
+            check(request, cells, past, policy, noise)
         })
     }
 }
@@ -383,22 +398,210 @@ pub fn differencing(
     reasons
 }
 
-/// [`differencing`] as a refusal of the request.
+/// Every rule of the ledger as a refusal of `request`'s `cells`: [`differencing`], and with
+/// `noise` (the policy's `dp`), [`pinning`] and [`budget`].
 pub fn check(
-    request_id: &str,
+    request: &super::Request,
     cells: &[CellProvenance],
     past: &[Release],
-    min_rows: u64,
+    policy: &Policy,
+    noise: Option<&NoiseMap>,
 ) -> Result<()> {
-    let reasons = differencing(request_id, cells, past, min_rows);
+    let id = &request.request_id;
+    let mut reasons = differencing(id, cells, past, policy.min_rows);
+    if let (Some(dp), Some(noise)) = (&policy.dp, noise) {
+        for c in cells {
+            let key = (c.column.clone(), c.row);
+            let Some(n) = noise.get(&key) else {
+                reasons.push(format!(
+                    "row {}, column `{}`: no noise, under a policy with differential privacy",
+                    c.row + 1,
+                    c.column
+                ));
+                continue;
+            };
+            if let Some((seq, earlier)) = pinning(id, c, &n.mechanism, past) {
+                if earlier.noise != n.noise {
+                    reasons.push(format!(
+                        "row {}, column `{}`: its rows were released with other noise (ledger entry {seq}) since this party chose its noise; partially decrypt again",
+                        c.row + 1,
+                        c.column
+                    ));
+                }
+            }
+            // The same request released by another party with other noise files: two noisy
+            // answers of one cell, which the budget would count once.
+            for r in past.iter().filter(|r| &r.entry.request_id == id) {
+                let other = r
+                    .entry
+                    .cells
+                    .iter()
+                    .find(|p| p.row == c.row && p.column == c.column);
+                if let Some(o) = other.and_then(|p| p.noise.as_ref()) {
+                    if o.noise != n.noise {
+                        reasons.push(format!(
+                            "row {}, column `{}`: `{}` released this request with other noise (ledger entry {}): every releasing hospital needs the same noise files",
+                            c.row + 1,
+                            c.column,
+                            r.entry.party,
+                            r.seq
+                        ));
+                    }
+                }
+            }
+        }
+        reasons.extend(budget(
+            id,
+            Some(&request.recipient),
+            cells,
+            noise,
+            past,
+            dp,
+            super::signature::now(),
+        ));
+    }
     if reasons.is_empty() {
         Ok(())
     } else {
         Err(Error::ReleaseRefused {
-            request: request_id.to_owned(),
+            request: id.to_owned(),
             reasons,
         })
     }
+}
+
+/// The noise of an earlier release (of another request than `request_id`) of the same rows of
+/// the same measure under the same mechanism, if any, with the ledger entry where it was first
+/// drawn: a repeated request over the same lake snapshot gets the same noisy answer, so that
+/// repeating it averages nothing away.
+pub fn pinning<'a>(
+    request_id: &str,
+    cell: &CellProvenance,
+    mechanism: &Mechanism,
+    past: &'a [Release],
+) -> Option<(u64, &'a CellNoise)> {
+    past.iter()
+        .filter(|r| r.entry.request_id != request_id)
+        .find_map(|r| {
+            r.entry.cells.iter().zip(&r.row_sets).find_map(|(p, rows)| {
+                let n = p.noise.as_ref()?;
+                (p.measure == cell.measure
+                    && n.mechanism == *mechanism
+                    && size(rows) == size(&cell.row_set)
+                    && difference(rows, &cell.row_set) == 0)
+                    .then(|| (n.pinned.unwrap_or(r.seq), n))
+            })
+        })
+}
+
+/// ε spent per lake row: per file (SHA-256), per row number.
+#[derive(Default)]
+struct Spent(BTreeMap<String, Vec<f64>>);
+
+impl Spent {
+    fn add(&mut self, rows: &RowSet, epsilon: f64) {
+        for (sha, bits) in rows {
+            let v = self.0.entry(sha.clone()).or_default();
+            let need = bits.max().map_or(0, |m| m as usize + 1);
+            if v.len() < need {
+                v.resize(need, 0.0);
+            }
+            for r in bits {
+                v[r as usize] += epsilon;
+            }
+        }
+    }
+
+    fn of(&self, sha: &str, row: u32) -> f64 {
+        self.0
+            .get(sha)
+            .and_then(|v| v.get(row as usize))
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+/// The differential-privacy budget: every lake row (patient) accumulates the ε of each noisy
+/// cell it contributes to (sequential composition; cells with disjoint rows cost a row once),
+/// over every release in the ledger within `dp.window_days` (one release entered by several
+/// hospitals counts once; a pinned cell repeats an answer and costs nothing). A request that
+/// would take a row past `dp.budget`, or past `dp.budget_per_requester` over the releases to
+/// `requester`, is refused. Returns the reasons.
+pub fn budget(
+    request_id: &str,
+    requester: Option<&str>,
+    cells: &[CellProvenance],
+    noise: &NoiseMap,
+    past: &[Release],
+    dp: &Dp,
+    now: u64,
+) -> Vec<String> {
+    let since = dp
+        .window_days
+        .map_or(0, |d| now.saturating_sub(d.saturating_mul(86_400)));
+    let (mut all, mut theirs) = (Spent::default(), Spent::default());
+    let mut counted = std::collections::HashSet::new();
+    let mut releases = std::collections::HashSet::new();
+    for r in past.iter().filter(|r| r.entry.released_at >= since) {
+        for (c, rows) in r.entry.cells.iter().zip(&r.row_sets) {
+            let Some(n) = c.noise.as_ref().filter(|n| n.pinned.is_none()) else {
+                continue;
+            };
+            if !counted.insert((r.entry.request_id.as_str(), c.column.as_str(), c.row)) {
+                continue;
+            }
+            releases.insert(r.entry.request_id.as_str());
+            all.add(rows, n.mechanism.epsilon);
+            if requester.is_some() && r.entry.requester.as_deref() == requester {
+                theirs.add(rows, n.mechanism.epsilon);
+            }
+        }
+    }
+    let mut new = Spent::default();
+    for c in cells {
+        let Some(n) = noise.get(&(c.column.clone(), c.row)) else {
+            continue;
+        };
+        if n.pinned.is_some() || counted.contains(&(request_id, c.column.as_str(), c.row)) {
+            continue;
+        }
+        new.add(&c.row_set, n.mechanism.epsilon);
+    }
+    let mut reasons = Vec::new();
+    let limits = [
+        (Some(dp.budget), &all, "budget", ""),
+        (
+            dp.budget_per_requester,
+            &theirs,
+            "budget per requester",
+            " to this requester",
+        ),
+    ];
+    for (limit, spent, what, whom) in limits {
+        let Some(limit) = limit else { continue };
+        let mut over = 0u64;
+        let mut worst: Option<(f64, f64, &str, u32)> = None;
+        for (sha, v) in &new.0 {
+            for (r, &add) in v.iter().enumerate().filter(|(_, &a)| a > 0.0) {
+                let before = spent.of(sha, r as u32);
+                // A tolerance for the sums of floating-point ε.
+                if before + add > limit * (1.0 + 1e-9) {
+                    over += 1;
+                    if worst.is_none_or(|w| before + add > w.0 + w.1) {
+                        worst = Some((before, add, sha, r as u32));
+                    }
+                }
+            }
+        }
+        if let Some((before, add, sha, r)) = worst {
+            reasons.push(format!(
+                "{over} lake row(s) would exceed this hospital's differential-privacy {what} of ε {limit}{whom} (row {r} of file {}…: ε {before} spent, {add} more by this request; {} noisy release(s) in the ledger count)",
+                &sha[..sha.len().min(12)],
+                releases.len()
+            ));
+        }
+    }
+    reasons
 }
 
 /// Whether every row of `a` is in `b`.
@@ -469,6 +672,9 @@ mod tests {
             owners: BTreeMap::new(),
             measure: measure.into(),
             row_set,
+            plain: true,
+            count: false,
+            scale: 0,
         }
     }
 
@@ -486,9 +692,9 @@ mod tests {
         let (_d, ledger, roster, a, b) = setup();
         assert!(ledger.read(&roster, None).unwrap().0.is_empty());
         let c = [cell(0, "cost", &[("f1", 0..15), ("f2", 3..9)])];
-        let e1 = Entry::new("a", "r1", "SELECT 1", snapshot(["f1", "f2"]), &c);
+        let e1 = Entry::new("a", "r1", "SELECT 1", snapshot(["f1", "f2"]), &c, None);
         ledger.append(&roster, &a, &e1, |_| Ok(())).unwrap();
-        let e2 = Entry::new("b", "r2", "SELECT 2", snapshot(["f1"]), &c);
+        let e2 = Entry::new("b", "r2", "SELECT 2", snapshot(["f1"]), &c, None);
         let head = ledger.append(&roster, &b, &e2, |_| Ok(())).unwrap();
         let (past, h) = ledger.read(&roster, Some(&head)).unwrap();
         assert_eq!(h, Some(head));
@@ -514,7 +720,7 @@ mod tests {
             .append(
                 &roster,
                 &a,
-                &Entry::new("a", "r1", "S", snapshot(["f1"]), &c),
+                &Entry::new("a", "r1", "S", snapshot(["f1"]), &c, None),
                 |_| Ok(()),
             )
             .unwrap();
@@ -522,7 +728,7 @@ mod tests {
             .append(
                 &roster,
                 &b,
-                &Entry::new("b", "r2", "S", snapshot(["f1"]), &c),
+                &Entry::new("b", "r2", "S", snapshot(["f1"]), &c, None),
                 |_| Ok(()),
             )
             .unwrap();
@@ -545,7 +751,7 @@ mod tests {
             .append(
                 &other,
                 &z,
-                &Entry::new("z", "r3", "S", snapshot(["f1"]), &c),
+                &Entry::new("z", "r3", "S", snapshot(["f1"]), &c, None),
                 |_| Ok(()),
             )
             .unwrap();
@@ -567,6 +773,7 @@ mod tests {
                     "S",
                     snapshot(["f1", "f2"]),
                     std::slice::from_ref(&base),
+                    None,
                 ),
                 |_| Ok(()),
             )
@@ -643,7 +850,7 @@ mod tests {
             proptest::prop_assert!(size(&a).abs_diff(size(&b)) <= want);
             let cell = |r: &RowSet| CellProvenance {
                 column: "c".into(), row: 0, rows: size(r), owners: BTreeMap::new(),
-                measure: "m".into(), row_set: r.clone(),
+                measure: "m".into(), row_set: r.clone(), plain: true, count: false, scale: 0,
             };
             let refused = !differencing("r", &[cell(&a), cell(&b)], &[], k).is_empty();
             proptest::prop_assert_eq!(refused, (1..k).contains(&want));

@@ -20,6 +20,7 @@ use rug::Integer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::noise::{CellNoise, Mechanism, NoiseMap};
 use super::policy::Policy;
 use crate::error::{join_limited, Error, Result};
 use crate::lake::decrypt::{binary_values, decrypted_schema, plain_column};
@@ -89,6 +90,10 @@ pub struct PartialCell {
     /// c_i (base64url).
     #[serde(with = "b64_int")]
     pub value: Integer,
+    /// The differential-privacy noise the cell was decrypted with: the party decrypted
+    /// `cell · noise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<CellNoise>,
 }
 
 /// An encrypted cell of a result.
@@ -97,6 +102,7 @@ struct Cell {
     row: u64,
     ciphertext: Ciphertext,
     rows: Option<u64>,
+    scale: u32,
 }
 
 /// The result file: its hash, batches and encrypted cells.
@@ -207,6 +213,7 @@ impl ResultFile {
                 row,
                 ciphertext,
                 rows,
+                scale: col.scale,
             });
             Ok(())
         })?;
@@ -256,12 +263,25 @@ fn binding(result_sha256: &str, request_id: Option<&str>, policy: &Policy) -> Ve
     b
 }
 
-/// What names one cell inside a batch: `column ‖ 0 ‖ row (8 bytes)`.
-fn cell_name(column: &str, row: u64) -> Vec<u8> {
+/// What names one cell inside a batch: `column ‖ 0 ‖ row (8 bytes)`, then, for a cell decrypted
+/// with noise, `0 ‖ the noise's descriptor` (its mechanism, and the ledger entry it is pinned to).
+fn cell_name(column: &str, row: u64, noise: Option<&CellNoise>) -> Vec<u8> {
     let mut b = column.as_bytes().to_vec();
     b.push(0);
     b.extend_from_slice(&row.to_be_bytes());
+    if let Some(n) = noise {
+        b.push(0);
+        b.extend_from_slice(&n.descriptor());
+    }
     b
+}
+
+/// The ciphertext a party decrypts for `cell`: the cell itself, or `cell · noise`.
+fn noisy(pk: &PublicKey, c: &Ciphertext, noise: Option<&CellNoise>) -> Result<Ciphertext> {
+    match noise {
+        None => Ok(c.clone()),
+        Some(n) => Ok(pk.add(c, &pk.ciphertext_from_integer(n.noise.clone())?)),
+    }
 }
 
 /// The disclosure policy: every encrypted cell must be an aggregate over at least `min_rows`
@@ -287,7 +307,9 @@ fn policy_violations(cells: &[Cell], min_rows: u64) -> Vec<String> {
 
 /// Party `share` partially decrypts every encrypted cell of `result`, after checking the key and
 /// the policy, with one batched proof; sealed to `recipient` (an age X25519 recipient) when
-/// given. `progress` is called with the number of cells done.
+/// given. With `noise` (every cell's), it decrypts each cell times its noise. `progress` is
+/// called with the number of cells done.
+#[allow(clippy::too_many_arguments)]
 pub fn partial_decrypt_result(
     pk: &PublicKey,
     share: &KeyShare,
@@ -295,6 +317,7 @@ pub fn partial_decrypt_result(
     policy: &Policy,
     request_id: Option<&str>,
     recipient: Option<&str>,
+    noise: Option<&NoiseMap>,
     progress: Option<Progress>,
 ) -> Result<PartialFile> {
     share.check_against(pk)?;
@@ -310,10 +333,38 @@ pub fn partial_decrypt_result(
     let recipient = recipient
         .map(super::requester::parse_recipient)
         .transpose()?;
-    let named: Vec<(&Ciphertext, Vec<u8>)> = cells
+    let noise_of = |c: &Cell| -> Result<Option<&CellNoise>> {
+        noise
+            .map(|n| {
+                n.get(&(c.column.clone(), c.row)).ok_or_else(|| {
+                    Error::Data(format!(
+                        "{}: row {}, column `{}` has no noise",
+                        result.name,
+                        c.row + 1,
+                        c.column
+                    ))
+                })
+            })
+            .transpose()
+    };
+    if let Some(n) = noise {
+        if n.len() != cells.len() {
+            return Err(Error::Data(format!(
+                "{}: noise for {} cell(s), the result has {} encrypted cell(s)",
+                result.name,
+                n.len(),
+                cells.len()
+            )));
+        }
+    }
+    let named: Vec<(Ciphertext, Vec<u8>)> = cells
         .iter()
-        .map(|c| (&c.ciphertext, cell_name(&c.column, c.row)))
-        .collect();
+        .map(|c| {
+            let n = noise_of(c)?;
+            Ok((noisy(pk, &c.ciphertext, n)?, cell_name(&c.column, c.row, n)))
+        })
+        .collect::<Result<_>>()?;
+    let named: Vec<(&Ciphertext, Vec<u8>)> = named.iter().map(|(c, n)| (c, n.clone())).collect();
     let (values, proof) = partial_decrypt_batch(
         pk,
         share,
@@ -325,12 +376,15 @@ pub fn partial_decrypt_result(
         cells: cells
             .iter()
             .zip(values)
-            .map(|(c, value)| PartialCell {
-                column: c.column.clone(),
-                row: c.row,
-                value,
+            .map(|(c, value)| {
+                Ok(PartialCell {
+                    column: c.column.clone(),
+                    row: c.row,
+                    value,
+                    noise: noise_of(c)?.cloned(),
+                })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
         proof,
     };
     let (sealed_to, sealed, open) = match &recipient {
@@ -373,6 +427,7 @@ struct VerifiedParty {
     party: String,
     policy: Policy,
     values: BTreeMap<CellKey, Integer>,
+    noise: BTreeMap<CellKey, Option<CellNoise>>,
 }
 
 /// What combining did.
@@ -388,6 +443,22 @@ pub struct Combined {
     pub rejected: Vec<String>,
     /// Cells suppressed as small counts.
     pub suppressed: usize,
+    /// Per result column decrypted with differential-privacy noise: its mechanism, its decimal
+    /// scale, how many cells, and how many of those repeat an earlier release's noise.
+    pub noise: BTreeMap<String, NoiseSummary>,
+}
+
+/// The noise a result column was released with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NoiseSummary {
+    /// The mechanism (of its first cell; every cell of a column shares it).
+    pub mechanism: Mechanism,
+    /// The column's decimal scale.
+    pub scale: u32,
+    /// Noisy cells.
+    pub cells: usize,
+    /// Of which pinned to an earlier release (the same noisy answer again).
+    pub pinned: usize,
 }
 
 /// Opens a party's partials: the clear ones, or the sealed ones with the requester's identity.
@@ -485,7 +556,8 @@ fn verify_party(
             cells.len()
         )));
     }
-    let mut items = Vec::with_capacity(cells.len());
+    let mut decrypted = Vec::with_capacity(cells.len());
+    let mut names = Vec::with_capacity(cells.len());
     for cell in cells {
         let pc = by_cell
             .get(&(cell.column.as_str(), cell.row))
@@ -496,12 +568,21 @@ fn verify_party(
                     cell.column
                 ))
             })?;
-        items.push((
-            &cell.ciphertext,
-            &pc.value,
-            cell_name(&cell.column, cell.row),
-        ));
+        let c = noisy(pk, &cell.ciphertext, pc.noise.as_ref()).map_err(|e| {
+            Error::Data(format!(
+                "{who}: row {}, column `{}`: its noise: {e}",
+                cell.row + 1,
+                cell.column
+            ))
+        })?;
+        decrypted.push((c, *pc));
+        names.push(cell_name(&cell.column, cell.row, pc.noise.as_ref()));
     }
+    let items: Vec<(&Ciphertext, &Integer, Vec<u8>)> = decrypted
+        .iter()
+        .zip(names)
+        .map(|((c, pc), name)| (c, &pc.value, name))
+        .collect();
     if !items.is_empty() {
         let proof = partials
             .proof
@@ -515,16 +596,19 @@ fn verify_party(
     if let Some(cb) = progress {
         cb(items.len() as u64);
     }
-    let values = items
-        .into_iter()
-        .zip(cells)
-        .map(|((_, v, _), cell)| ((cell.column.clone(), cell.row), v.clone()))
-        .collect();
+    let mut values = BTreeMap::new();
+    let mut noise = BTreeMap::new();
+    for ((_, pc), cell) in decrypted.into_iter().zip(cells) {
+        let key = (cell.column.clone(), cell.row);
+        values.insert(key.clone(), pc.value.clone());
+        noise.insert(key, pc.noise.clone());
+    }
     Ok(VerifiedParty {
         index: p.index,
         party: p.party.clone(),
         policy: p.policy.clone(),
         values,
+        noise,
     })
 }
 
@@ -567,7 +651,23 @@ pub fn combine_result(
             identity,
             progress.as_ref(),
         ) {
-            Ok(v) => verified.push(v),
+            Ok(v) => match verified.first().and_then(|first| {
+                first
+                    .noise
+                    .iter()
+                    .find(|(k, n)| v.noise.get(*k) != Some(*n))
+                    .map(|((column, row), _)| (first, column, row))
+            }) {
+                // Parties that decrypted a cell with different noise decrypted different
+                // ciphertexts: their partials do not combine.
+                Some((first, column, row)) => out.rejected.push(format!(
+                    "{file} (party {}): decrypted row {}, column `{column}` with other noise than party {}: every hospital needs the same noise files",
+                    v.party,
+                    row + 1,
+                    first.party
+                )),
+                None => verified.push(v),
+            },
             Err(e) => out.rejected.push(e.to_string()),
         }
     }
@@ -621,10 +721,45 @@ pub fn combine_result(
         .collect::<Result<_>>()?;
 
     out.parties = verified.iter().map(|v| v.party.clone()).collect();
+    for (key, noise) in verified.first().map(|v| &v.noise).into_iter().flatten() {
+        let Some(n) = noise else { continue };
+        let scale = cells
+            .iter()
+            .find(|c| c.column == key.0)
+            .map_or(0, |c| c.scale);
+        let s = out.noise.entry(key.0.clone()).or_insert(NoiseSummary {
+            mechanism: n.mechanism,
+            scale,
+            cells: 0,
+            pinned: 0,
+        });
+        s.cells += 1;
+        s.pinned += usize::from(n.pinned.is_some());
+    }
     let mut offset = 0u64;
     for batch in &result.batches {
         let schema = batch.schema();
-        let out_schema = decrypted_schema(&schema, pk.key_id(), &result.name)?;
+        let mut out_schema = decrypted_schema(&schema, pk.key_id(), &result.name)?;
+        if !out.noise.is_empty() {
+            // Each noisy column says how it was released (Parquet and Arrow outputs keep it).
+            let fields: Vec<Field> = out_schema
+                .fields()
+                .iter()
+                .map(|f| match out.noise.get(f.name()) {
+                    None => f.as_ref().clone(),
+                    Some(n) => {
+                        let mut md = f.metadata().clone();
+                        md.insert("cipherlake.dp".into(), n.mechanism.describe(n.scale));
+                        f.as_ref().clone().with_metadata(md)
+                    }
+                })
+                .collect();
+            out_schema =
+                std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+                    fields,
+                    out_schema.metadata().clone(),
+                ));
+        }
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (field, array) in schema.fields().iter().zip(batch.columns()) {
             let Some(col) = EncryptedColumn::from_field(field)? else {

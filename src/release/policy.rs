@@ -3,6 +3,7 @@
 //! decryptions bind its digest into their proof, and `combine` applies the strictest policy of
 //! the parties it uses. [`Policy::warnings`] is the linter behind `cipherlake policy check`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ pub const POLICY_VERSION: u32 = 1;
 pub const DEFAULT_MIN_ROWS: u64 = 11;
 
 /// What every released cell must satisfy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Each cell is a sum over at least this many distinct lake rows (at least 2: one row is an
@@ -42,6 +43,109 @@ pub struct Policy {
     /// column is refused.
     #[serde(default)]
     pub measures: Option<Vec<String>>,
+    /// Differential privacy: noise added under encryption by the releasing hospitals, and a
+    /// budget kept in the ledger (None: exact releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<Dp>,
+}
+
+/// Differential privacy (the `[dp]` table of a policy): every released cell gets discrete Laplace
+/// noise drawn in shares by the releasing hospitals (`release::noise`), and the ledger keeps
+/// what each lake row (patient) has spent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dp {
+    /// The privacy loss ε of one released cell (> 0).
+    pub epsilon: f64,
+    /// The most ε one lake row may accumulate over every noisy release in the ledger (each cell
+    /// it contributes to spends `epsilon`).
+    pub budget: f64,
+    /// The most ε one lake row may accumulate over the releases to one requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_per_requester: Option<f64>,
+    /// Releases older than this many days no longer count against the budgets (a refill; none:
+    /// they always count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_days: Option<u64>,
+    /// How much one patient can change a cell of each measure (the largest absolute value of the
+    /// lake column), in the column's own units; counts of a flag need none (1).
+    #[serde(default)]
+    pub sensitivity: BTreeMap<String, f64>,
+}
+
+impl Dp {
+    fn check(&self, what: &str) -> Result<()> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.epsilon) {
+            return Err(Error::Invalid(format!(
+                "{what}: dp.epsilon {} must be a positive number",
+                self.epsilon
+            )));
+        }
+        for (name, b) in [
+            ("budget", Some(self.budget)),
+            ("budget_per_requester", self.budget_per_requester),
+        ] {
+            if let Some(b) = b {
+                if !positive(b) || b < self.epsilon {
+                    return Err(Error::Invalid(format!(
+                        "{what}: dp.{name} {b} must be at least dp.epsilon ({}), or nothing could be released",
+                        self.epsilon
+                    )));
+                }
+            }
+        }
+        if self.window_days == Some(0) {
+            return Err(Error::Invalid(format!(
+                "{what}: dp.window_days 0 would never count a release; leave it out to count them all"
+            )));
+        }
+        for (m, s) in &self.sensitivity {
+            if !positive(*s) {
+                return Err(Error::Invalid(format!(
+                    "{what}: dp.sensitivity of `{m}` is {s}; it must be a positive number"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn digest_into(&self, d: &mut Labelled) {
+        d.u64("epsilon", self.epsilon.to_bits())
+            .u64("budget", self.budget.to_bits())
+            .u64(
+                "budget_per_requester",
+                self.budget_per_requester.map_or(0, f64::to_bits),
+            )
+            .u64("window_days", self.window_days.unwrap_or(0))
+            .u64("sensitivities", self.sensitivity.len() as u64);
+        for (m, s) in &self.sensitivity {
+            d.item("measure", m.as_bytes())
+                .u64("sensitivity", s.to_bits());
+        }
+    }
+
+    fn stricter(self, other: Dp) -> Dp {
+        let min = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut sensitivity = self.sensitivity;
+        for (m, s) in other.sensitivity {
+            let e = sensitivity.entry(m).or_insert(s);
+            *e = e.max(s);
+        }
+        Dp {
+            epsilon: self.epsilon.min(other.epsilon),
+            budget: self.budget.min(other.budget),
+            budget_per_requester: min(self.budget_per_requester, other.budget_per_requester),
+            window_days: match (self.window_days, other.window_days) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            },
+            sensitivity,
+        }
+    }
 }
 
 fn one() -> u64 {
@@ -61,6 +165,7 @@ impl Default for Policy {
             owner_breakdown: true,
             max_groups: None,
             measures: None,
+            dp: None,
         }
     }
 }
@@ -76,6 +181,8 @@ struct PolicyFile {
     owner_breakdown: bool,
     max_groups: Option<u64>,
     measures: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dp: Option<Dp>,
 }
 
 /// A policy's fields as written (TOML, or the JSON form without `kind` and `version`): every
@@ -95,6 +202,8 @@ struct Fields {
     max_groups: Option<u64>,
     #[serde(default)]
     measures: Option<Vec<String>>,
+    #[serde(default)]
+    dp: Option<Dp>,
 }
 
 fn default_min_rows() -> u64 {
@@ -128,7 +237,24 @@ impl Policy {
         if self.max_groups.is_none() {
             w.push("no max_groups: a GROUP BY may cut the patients into as many cells as it likes (each still of min_rows rows)".into());
         }
-        w.push("no differential-privacy budget (not yet available): the ledger refuses pairs of releases that differ by fewer than min_rows rows, but not combinations of three or more (docs/SECURITY.md)".into());
+        match &self.dp {
+            None => w.push("no differential privacy ([dp]): releases are exact; the ledger refuses pairs of releases that differ by fewer than min_rows rows, but not combinations of three or more (docs/SECURITY.md)".into()),
+            Some(dp) => {
+                if dp.epsilon > 1.0 {
+                    w.push(format!("dp.epsilon {} per cell is above 1: each release says much about each patient in it", dp.epsilon));
+                }
+                if dp.budget > 10.0 {
+                    w.push(format!("dp.budget {} is above 10: over many releases the noise protects little", dp.budget));
+                }
+                if dp.budget_per_requester.is_none() {
+                    w.push("no dp.budget_per_requester: one requester may spend the whole budget".into());
+                }
+                if let Some(days) = dp.window_days {
+                    w.push(format!("dp.window_days {days}: the budget refills, so a patient's total privacy loss grows without bound over the years"));
+                }
+                w.push("dp: releases made without noise (by a hospital whose policy has no [dp]) are not in the budget and void its guarantee for their rows".into());
+            }
+        }
         w
     }
 
@@ -149,6 +275,9 @@ impl Policy {
             return Err(Error::Invalid(format!(
                 "{what}: min_owners and min_rows_per_owner must be at least 1"
             )));
+        }
+        if let Some(dp) = &self.dp {
+            dp.check(what)?;
         }
         Ok(())
     }
@@ -185,6 +314,7 @@ impl Policy {
                 m.dedup();
                 m
             }),
+            dp: f.dp,
         };
         policy.check(&path.display().to_string())?;
         Ok(policy)
@@ -201,12 +331,13 @@ impl Policy {
             owner_breakdown: self.owner_breakdown,
             max_groups: self.max_groups,
             measures: self.measures.clone(),
+            dp: self.dp.clone(),
         })
     }
 
     /// Its digest, bound into every proof of a partial decryption made under it.
     pub fn digest(&self) -> [u8; 32] {
-        let mut d = Labelled::new("cipherlake.release_policy.v2");
+        let mut d = Labelled::new("cipherlake.release_policy.v3");
         d.u64("min_rows", self.min_rows)
             .u64("min_owners", self.min_owners)
             .u64("min_rows_per_owner", self.min_rows_per_owner)
@@ -221,6 +352,15 @@ impl Policy {
                 for x in m {
                     d.item("measure", x.as_bytes());
                 }
+            }
+        }
+        match &self.dp {
+            None => {
+                d.u64("dp", 0);
+            }
+            Some(dp) => {
+                d.u64("dp", 1);
+                dp.digest_into(&mut d);
             }
         }
         d.finish()
@@ -249,6 +389,10 @@ impl Policy {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
+            dp: match (self.dp, other.dp) {
+                (Some(a), Some(b)) => Some(a.stricter(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 }
@@ -268,6 +412,7 @@ mod tests {
             owner_breakdown: false,
             max_groups: Some(40),
             measures: Some(vec!["cost".into(), "diabetic".into()]),
+            dp: None,
         };
         std::fs::write(&p, pol.to_json().unwrap()).unwrap();
         assert!(pol.allows("cost") && !pol.allows("cost+los") && !pol.allows("los"));
@@ -328,6 +473,7 @@ mod tests {
             owner_breakdown: true,
             max_groups: None,
             measures: Some(vec!["cost".into(), "los".into()]),
+            dp: None,
         };
         let b = Policy {
             min_rows: 11,
@@ -336,6 +482,7 @@ mod tests {
             owner_breakdown: false,
             max_groups: Some(50),
             measures: Some(vec!["cost".into()]),
+            dp: None,
         };
         assert_ne!(a.digest(), b.digest());
         let c = Policy {
@@ -352,6 +499,7 @@ mod tests {
                 owner_breakdown: false,
                 max_groups: Some(50),
                 measures: Some(vec!["cost".into()]),
+                dp: None,
             }
         );
     }

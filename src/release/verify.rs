@@ -67,6 +67,13 @@ pub struct CellProvenance {
     pub measure: String,
     /// The contributing rows, per file (by the file's SHA-256): row numbers within the file.
     pub row_set: RowSet,
+    /// Whether its values are the lake column's own, without arithmetic (SUM, COUNT or AVG of
+    /// the column): what a declared sensitivity is about.
+    pub plain: bool,
+    /// Whether it counts a flag (a count, or the share behind an AVG of one).
+    pub count: bool,
+    /// The decimal scale of its encrypted value.
+    pub scale: u32,
 }
 
 /// A cell's contributing rows: per lake file (its SHA-256, so the same file in any request is the
@@ -595,6 +602,9 @@ fn provenance(
                 policy.measures.as_deref().unwrap_or_default().join(", ")
             ));
         }
+        let plain = t
+            .form
+            .is_some_and(|f| sql::trace::Trace::is_column_form(f, &measure));
         cells.push(CellProvenance {
             column: field.name().clone(),
             row,
@@ -602,6 +612,9 @@ fn provenance(
             owners,
             measure,
             row_set,
+            plain,
+            count: col.aggregate.is_some_and(|a| a.is_count()),
+            scale: col.scale,
         });
         Ok(())
     })?;

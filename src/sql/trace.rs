@@ -209,6 +209,11 @@ impl Trace {
         self.intern(&cols.join("+"))
     }
 
+    /// Whether `form` is that of lake column `name`'s own values (no arithmetic on them).
+    pub fn is_column_form(form: u64, name: &str) -> bool {
+        form == form_of(&[b"column", name.as_bytes()])
+    }
+
     /// A lake column, named once for all its values (see [`seed`](Self::seed)).
     pub fn column(&self, name: &str) -> Column {
         Column {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli_keys;
+mod dp;
 mod fingerprint;
 mod hostile;
 mod lake;
