@@ -337,7 +337,7 @@ impl Policy {
 
     /// Its digest, bound into every proof of a partial decryption made under it.
     pub fn digest(&self) -> [u8; 32] {
-        let mut d = Labelled::new("cipherlake.release_policy.v3");
+        let mut d = Labelled::new("cipherlake.release_policy.v2");
         d.u64("min_rows", self.min_rows)
             .u64("min_owners", self.min_owners)
             .u64("min_rows_per_owner", self.min_rows_per_owner)
@@ -354,14 +354,10 @@ impl Policy {
                 }
             }
         }
-        match &self.dp {
-            None => {
-                d.u64("dp", 0);
-            }
-            Some(dp) => {
-                d.u64("dp", 1);
-                dp.digest_into(&mut d);
-            }
+        // A policy without `dp` keeps the digest it had before `dp` existed.
+        if let Some(dp) = &self.dp {
+            d.u64("dp", 1);
+            dp.digest_into(&mut d);
         }
         d.finish()
     }
