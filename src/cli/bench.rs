@@ -6,8 +6,8 @@
 //!   `mul + rem mod n²` loop over the same values.
 //! - `bench reverify`: a hospital's re-verification of a request over a signed lake, against the
 //!   cloud's own run of the same query.
-//! - `bench ledger`: reading and checking the release ledger, and the differencing rule, per past
-//!   release and per 100k rows of row set.
+//! - `bench ledger`: reading and checking the release ledger, the differencing rule and the ε
+//!   budget, per past release and per 100k rows of row set.
 //! - `bench noise`: differential privacy's noise shares from the OS CSPRNG against the discrete
 //!   Laplace (χ²), and the noise round's cost per cell.
 //! - `bench encrypt`: `encrypt` of synthetic admissions (2 encrypted columns) with 1 and 2 threads.
@@ -709,7 +709,9 @@ fn bench_reverify(rows: usize, repeat: usize, global: &Global) -> anyhow::Result
 }
 
 fn bench_ledger(releases: usize, rows: u32, repeat: usize, global: &Global) -> anyhow::Result<()> {
-    use cipherlake::release::ledger::{differencing, snapshot, Entry, Ledger};
+    use cipherlake::release::ledger::{budget, differencing, snapshot, Entry, Ledger};
+    use cipherlake::release::noise::{CellNoise, Mechanism, NoiseMap};
+    use cipherlake::release::policy::Dp;
     use cipherlake::release::verify::{CellProvenance, RowSet};
     use cipherlake::release::{OwnerKey, Roster};
 
@@ -748,20 +750,43 @@ fn bench_ledger(releases: usize, rows: u32, repeat: usize, global: &Global) -> a
         global,
         &format!("writing {releases} signed releases of {rows} rows each…"),
     );
+    // Every release noisy (ε 0.01 a cell), so that the budget counts each of them.
+    let mechanism = Mechanism::new(0.01, 1, 2)?;
+    let noisy = |c: &CellProvenance| -> NoiseMap {
+        [(
+            (c.column.clone(), c.row),
+            CellNoise {
+                mechanism,
+                noise: Integer::from(1),
+                pinned: None,
+            },
+        )]
+        .into_iter()
+        .collect()
+    };
     for i in 0..releases {
+        let c = cell(i as u32);
         let e = Entry::new(
             "a",
             &format!("{i:064x}"),
             "SELECT SUM(cost) FROM adm",
             snapshot(["f1", "f2"]),
-            &[cell(i as u32)],
-            None,
+            std::slice::from_ref(&c),
+            Some(&noisy(&c)),
         );
         ledger.append(&roster, &key, &e, |_| Ok(()))?;
     }
     let bytes = std::fs::metadata(ledger.path())?.len();
     let new = [cell(releases as u32 + 7)];
-    let (mut read, mut check) = (Vec::new(), Vec::new());
+    let new_noise = noisy(&new[0]);
+    let dp = Dp {
+        epsilon: 0.01,
+        budget: 1e6,
+        budget_per_requester: None,
+        window_days: None,
+        sensitivity: Default::default(),
+    };
+    let (mut read, mut check, mut spent) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeat {
         let t = Instant::now();
         let (past, _) = ledger.read(&roster, None)?;
@@ -773,8 +798,12 @@ fn bench_ledger(releases: usize, rows: u32, repeat: usize, global: &Global) -> a
             reasons.is_empty(),
             "the benchmark's releases should not conflict"
         );
+        let t = Instant::now();
+        let over = budget("new", None, &new, &new_noise, &past, &dp, u64::MAX);
+        spent.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(over.is_empty(), "the benchmark's budget is not spent");
     }
-    let (read, check) = (median(read), median(check));
+    let (read, check, spent) = (median(read), median(check), median(spent));
     let per = |s: f64| s * 1000.0 / releases as f64;
     let per_100k = |s: f64| per(s) * 100_000.0 / f64::from(rows);
     println!(
@@ -794,8 +823,15 @@ fn bench_ledger(releases: usize, rows: u32, repeat: usize, global: &Global) -> a
         per_100k(check)
     );
     println!(
+        "  ε budget (every release noisy), one new cell {:>8.3} s = {:.3} ms per release, {:.3} ms per 100k rows",
+        spent,
+        per(spent),
+        per_100k(spent)
+    );
+    println!(
         "{}",
-        json!({"releases": releases, "rows": rows, "ledger_bytes": bytes, "read_s": read, "check_s": check,
+        json!({"releases": releases, "rows": rows, "ledger_bytes": bytes, "read_s": read, "check_s": check, "budget_s": spent,
+               "budget_ms_per_release": per(spent), "budget_ms_per_release_per_100k_rows": per_100k(spent),
                "read_ms_per_release": per(read), "check_ms_per_release": per(check),
                "read_ms_per_release_per_100k_rows": per_100k(read), "check_ms_per_release_per_100k_rows": per_100k(check)})
     );
