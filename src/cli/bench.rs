@@ -558,6 +558,7 @@ fn bench_threshold(bits: u32, cells: usize, global: &Global) -> anyhow::Result<(
                 None,
                 Some(&recipient),
                 None,
+                &[],
                 None,
             )?;
             Ok((name.to_owned(), p))

@@ -129,8 +129,16 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         } else {
             format!("; not needed: {}", combined.unused.join(", "))
         };
+        let complementary = if combined.complementary > 0 {
+            format!(
+                ", of which {} only so that no small count can be derived by subtraction",
+                combined.complementary
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "combined with parties {}; {} small count(s) suppressed (below {}){unused}",
+            "combined with parties {}; {} count(s) suppressed (small: below {}{complementary}){unused}",
             combined.parties.join(", "),
             combined.suppressed,
             args.min_rows

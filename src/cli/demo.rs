@@ -290,6 +290,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                             Some(&request.request_id),
                             Some(&request.recipient),
                             None,
+                            &ledger::relations(&cells),
                             None,
                         )?,
                     ));

@@ -242,6 +242,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         request_id.as_deref(),
         request.as_ref().map(|r| r.recipient.as_str()),
         noise.as_ref(),
+        &ledger::relations(&provenance),
         Some(Arc::new(move |n| pb2.inc(n))),
     ) {
         Err(e) => Err(("refused", anyhow::Error::from(e))),

@@ -610,6 +610,31 @@ fn is_subset(a: &RowSet, b: &RowSet) -> bool {
         .all(|(sha, x)| b.get(sha).is_some_and(|y| x.is_subset(y)))
 }
 
+/// Other cells of `t`'s measure in `cells` that are disjoint parts of it, largest first, each
+/// taken if disjoint from those taken (a greedy cover, which finds a total's groups), and how many
+/// of its rows they leave out.
+fn cover<'a>(t: &CellProvenance, cells: &'a [CellProvenance]) -> (Vec<&'a CellProvenance>, u64) {
+    let mut parts: Vec<&CellProvenance> = cells
+        .iter()
+        .filter(|p| {
+            !std::ptr::eq(*p, t) && p.measure == t.measure && is_subset(&p.row_set, &t.row_set)
+        })
+        .collect();
+    parts.sort_by_key(|p| std::cmp::Reverse(size(&p.row_set)));
+    let mut covered = RowSet::new();
+    let mut taken = Vec::new();
+    for p in parts {
+        if difference(&covered, &p.row_set) == size(&covered) + size(&p.row_set) {
+            for (sha, rows) in &p.row_set {
+                *covered.entry(sha.clone()).or_default() |= rows;
+            }
+            taken.push(p);
+        }
+    }
+    let left = size(&t.row_set) - size(&covered);
+    (taken, left)
+}
+
 /// The complementary rule within one request: a cell whose rows are covered, but for 1 to
 /// `min_rows − 1` of them, by other cells of the same measure that are disjoint parts of it (a
 /// total beside all its groups but a small one) is refused, since subtracting the parts from it
@@ -617,26 +642,7 @@ fn is_subset(a: &RowSet, b: &RowSet) -> bool {
 pub fn complementary(cells: &[CellProvenance], min_rows: u64) -> Vec<String> {
     let mut reasons = Vec::new();
     for t in cells {
-        let total = size(&t.row_set);
-        let mut parts: Vec<&CellProvenance> = cells
-            .iter()
-            .filter(|p| {
-                !std::ptr::eq(*p, t) && p.measure == t.measure && is_subset(&p.row_set, &t.row_set)
-            })
-            .collect();
-        // Largest first, each taken if disjoint from those taken (a greedy cover).
-        parts.sort_by_key(|p| std::cmp::Reverse(size(&p.row_set)));
-        let mut covered = RowSet::new();
-        let mut taken = Vec::new();
-        for p in parts {
-            if difference(&covered, &p.row_set) == size(&covered) + size(&p.row_set) {
-                for (sha, rows) in &p.row_set {
-                    *covered.entry(sha.clone()).or_default() |= rows;
-                }
-                taken.push(p);
-            }
-        }
-        let left = total - size(&covered);
+        let (taken, left) = cover(t, cells);
         if taken.len() >= 2 && (1..min_rows).contains(&left) {
             let names: Vec<String> = taken
                 .iter()
@@ -652,6 +658,96 @@ pub fn complementary(cells: &[CellProvenance], min_rows: u64) -> Vec<String> {
         }
     }
     reasons
+}
+
+/// A cell of a result: its column and 0-based row.
+pub type CellKey = (String, u64);
+
+/// What subtraction can derive within one request: `total` is the sum of `parts` (disjoint)
+/// and of `rest` rows more. `combine` uses it to suppress further counts, so that no count it
+/// suppresses can be derived from the others (complementary suppression).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relation {
+    /// The total.
+    pub total: CellKey,
+    /// Its disjoint parts, each a cell of the request.
+    pub parts: Vec<CellKey>,
+    /// Rows of the total in no part.
+    pub rest: u64,
+}
+
+/// The relations among the count cells of one request (cells of other measures are never
+/// suppressed after decryption; the row rules cover them).
+pub fn relations(cells: &[CellProvenance]) -> Vec<Relation> {
+    cells
+        .iter()
+        .filter(|t| t.count)
+        .filter_map(|t| {
+            let (taken, rest) = cover(t, cells);
+            let parts: Vec<CellKey> = taken
+                .iter()
+                .filter(|p| p.count)
+                .map(|p| (p.column.clone(), p.row))
+                .collect();
+            (!parts.is_empty() && parts.len() == taken.len()).then(|| Relation {
+                total: (t.column.clone(), t.row),
+                parts,
+                rest,
+            })
+        })
+        .collect()
+}
+
+/// Complementary suppression: given the cells already `suppressed` (small counts) and every
+/// cell's value, suppresses more until no relation lets a suppressed count, or a count of 1 to
+/// `min_rows − 1` over a relation's other rows, be derived by subtraction: a relation with one
+/// suppressed member and no other rows, or none suppressed and a small remainder, loses its
+/// smallest released member. Returns the cells it added.
+pub fn suppress_complements(
+    relations: &[Relation],
+    value: impl Fn(&CellKey) -> Option<i128>,
+    suppressed: &mut std::collections::BTreeSet<CellKey>,
+    min_rows: u64,
+) -> Vec<CellKey> {
+    let mut added = Vec::new();
+    loop {
+        let mut changed = false;
+        for r in relations {
+            let members: Vec<&CellKey> = std::iter::once(&r.total).chain(&r.parts).collect();
+            let Some(values) = members
+                .iter()
+                .map(|k| value(k))
+                .collect::<Option<Vec<i128>>>()
+            else {
+                continue;
+            };
+            let hidden = members.iter().filter(|k| suppressed.contains(**k)).count();
+            let rest = values[0] - values[1..].iter().sum::<i128>();
+            let derivable = match (hidden, r.rest) {
+                (1, 0) => true,
+                (0, rest_rows) if rest_rows > 0 => rest > 0 && rest < i128::from(min_rows),
+                _ => false,
+            };
+            if !derivable {
+                continue;
+            }
+            let smallest = members
+                .iter()
+                .zip(&values)
+                .filter(|(k, _)| !suppressed.contains(**k))
+                .min_by_key(|(_, v)| **v)
+                .map(|(k, _)| (*k).clone());
+            if let Some(k) = smallest {
+                suppressed.insert(k.clone());
+                added.push(k);
+                changed = true;
+            }
+        }
+        if !changed {
+            return added;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -860,6 +956,45 @@ mod tests {
                 a.values().next().cloned().unwrap_or_default()
             );
         }
+    }
+
+    #[test]
+    fn complementary_suppression_leaves_nothing_to_subtract() {
+        let mut total = cell(0, "flag", &[("f", 0..40)]);
+        let mut north = cell(1, "flag", &[("f", 0..20)]);
+        let mut south = cell(2, "flag", &[("f", 20..40)]);
+        for c in [&mut total, &mut north, &mut south] {
+            c.count = true;
+        }
+        let rel = relations(&[total.clone(), north.clone(), south.clone()]);
+        assert_eq!(
+            rel,
+            vec![Relation {
+                total: ("total".into(), 0),
+                parts: vec![("total".into(), 1), ("total".into(), 2)],
+                rest: 0
+            }]
+        );
+        let values = |v: [i128; 3]| move |k: &CellKey| Some(v[k.1 as usize]);
+        // north is a small count: south (the smaller of the two released) goes too.
+        let mut hidden = [("total".to_owned(), 1)].into_iter().collect();
+        let added = suppress_complements(&rel, values([25, 4, 21]), &mut hidden, 11);
+        assert_eq!(added, vec![("total".to_owned(), 2)]);
+        // Nothing small: nothing added.
+        let mut none = Default::default();
+        assert!(suppress_complements(&rel, values([40, 15, 25]), &mut none, 11).is_empty());
+        // Parts that leave rows out: a small remainder is suppressed through its smallest member.
+        let part = relations(&[total.clone(), cell(1, "flag", &[("f", 0..25)])]);
+        assert_eq!(part[0].rest, 15);
+        let mut none = Default::default();
+        let added = suppress_complements(&part, values([20, 17, 0]), &mut none, 11);
+        assert_eq!(added, vec![("total".to_owned(), 1)]);
+        // Cells that are not counts have no relations.
+        assert!(relations(&[
+            cell(0, "cost", &[("f", 0..40)]),
+            cell(1, "cost", &[("f", 0..20)])
+        ])
+        .is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use rug::Integer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::ledger::{suppress_complements, Relation};
 use super::noise::{CellNoise, Mechanism, NoiseMap};
 use super::policy::Policy;
 use crate::error::{join_limited, Error, Result};
@@ -77,6 +78,10 @@ pub struct Partials {
     /// The batched proof (absent when there are no cells).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<BatchProof>,
+    /// What subtraction can derive among the request's count cells (from the party's
+    /// re-verification), for complementary suppression in `combine`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<Relation>,
 }
 
 /// A partial decryption of one cell.
@@ -103,6 +108,8 @@ struct Cell {
     ciphertext: Ciphertext,
     rows: Option<u64>,
     scale: u32,
+    /// A count (or the share behind an AVG of a flag: times its rows, a count).
+    count: bool,
 }
 
 /// The result file: its hash, batches and encrypted cells.
@@ -214,6 +221,7 @@ impl ResultFile {
                 ciphertext,
                 rows,
                 scale: col.scale,
+                count: col.aggregate.is_some_and(|a| a.is_count()),
             });
             Ok(())
         })?;
@@ -318,6 +326,7 @@ pub fn partial_decrypt_result(
     request_id: Option<&str>,
     recipient: Option<&str>,
     noise: Option<&NoiseMap>,
+    relations: &[Relation],
     progress: Option<Progress>,
 ) -> Result<PartialFile> {
     share.check_against(pk)?;
@@ -386,6 +395,7 @@ pub fn partial_decrypt_result(
             })
             .collect::<Result<_>>()?,
         proof,
+        relations: relations.to_vec(),
     };
     let (sealed_to, sealed, open) = match &recipient {
         Some(r) => {
@@ -418,8 +428,7 @@ pub fn partial_decrypt_result(
     })
 }
 
-/// A cell of a result: its column and 0-based row.
-type CellKey = (String, u64);
+use super::ledger::CellKey;
 
 /// One party's verified partial decryptions.
 struct VerifiedParty {
@@ -428,6 +437,7 @@ struct VerifiedParty {
     policy: Policy,
     values: BTreeMap<CellKey, Integer>,
     noise: BTreeMap<CellKey, Option<CellNoise>>,
+    relations: Vec<Relation>,
 }
 
 /// What combining did.
@@ -443,6 +453,9 @@ pub struct Combined {
     pub rejected: Vec<String>,
     /// Cells suppressed as small counts.
     pub suppressed: usize,
+    /// Of which suppressed only so that no small count can be derived from the others
+    /// (complementary suppression).
+    pub complementary: usize,
     /// Per result column decrypted with differential-privacy noise: its mechanism, its decimal
     /// scale, how many cells, and how many of those repeat an earlier release's noise.
     pub noise: BTreeMap<String, NoiseSummary>,
@@ -609,6 +622,7 @@ fn verify_party(
         policy: p.policy.clone(),
         values,
         noise,
+        relations: partials.relations.clone(),
     })
 }
 
@@ -720,6 +734,34 @@ pub fn combine_result(
         })
         .collect::<Result<_>>()?;
 
+    // Small counts, then whatever would let one be derived by subtraction (the relations every
+    // party used reported; more relations only suppress more).
+    let count_cells: HashSet<&str> = cells
+        .iter()
+        .filter(|c| c.count)
+        .map(|c| c.column.as_str())
+        .collect();
+    let mut hidden: std::collections::BTreeSet<CellKey> = plain
+        .iter()
+        .filter(|((column, _), v)| {
+            count_cells.contains(column.as_str()) && **v > 0 && **v < min_rows
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut relations: Vec<Relation> = verified
+        .iter()
+        .flat_map(|v| v.relations.iter().cloned())
+        .collect();
+    relations.sort_by(|a, b| (&a.total, &a.parts).cmp(&(&b.total, &b.parts)));
+    relations.dedup();
+    out.complementary = suppress_complements(
+        &relations,
+        |k| plain.get(k).and_then(Integer::to_i128),
+        &mut hidden,
+        min_rows,
+    )
+    .len();
+    out.suppressed = hidden.len();
     out.parties = verified.iter().map(|v| v.party.clone()).collect();
     for (key, noise) in verified.first().map(|v| &v.noise).into_iter().flatten() {
         let Some(n) = noise else { continue };
@@ -766,16 +808,13 @@ pub fn combine_result(
                 columns.push(array.clone());
                 continue;
             };
-            // A share (AVG of a flag) times its rows is a count: suppressed alike.
-            let is_count = col.aggregate.is_some_and(|a| a.is_count());
             let values: Vec<Option<Integer>> = (0..batch.num_rows() as u64)
                 .map(|r| {
-                    let v = plain.get(&(field.name().clone(), offset + r)).cloned()?;
-                    if is_count && v > 0 && v < min_rows {
-                        out.suppressed += 1;
+                    let key = (field.name().clone(), offset + r);
+                    if hidden.contains(&key) {
                         return None;
                     }
-                    Some(v)
+                    plain.get(&key).cloned()
                 })
                 .collect();
             let name = field.name();

@@ -104,6 +104,47 @@ fn a_total_beside_all_its_parts_but_a_small_one_is_refused_without_a_ledger() {
 }
 
 #[test]
+fn a_small_count_beside_its_total_and_sibling_is_suppressed_with_a_complement() {
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    // total = north of hospital a (15 rows, 5 diabetics: suppressed) + south of all (51 rows,
+    // 17 diabetics). Released as such, total − south would give north's 5.
+    let sql =
+        "SELECT SUM(diabetic) FILTER (WHERE region = 'south' OR patient_id < 1000) AS total, \
+               SUM(diabetic) FILTER (WHERE region = 'north' AND patient_id < 1000) AS north, \
+               SUM(diabetic) FILTER (WHERE region = 'south') AS south FROM adm";
+    query(&dir, sql, "r.parquet", "r.json").ok();
+    for p in ["a", "c"] {
+        crate::request::partial(&dir, p, "r.parquet", "r.json", &id).ok();
+    }
+    let run = dir.run(&[
+        "combine",
+        "--key",
+        "keys/public.json",
+        "--input",
+        "r.parquet",
+        "--partials",
+        "a.partial.json",
+        "c.partial.json",
+        "--request",
+        "r.json",
+        "--identity",
+        "requester.key",
+        "--format",
+        "csv",
+    ]);
+    // south (the smaller of the two released members) is suppressed with north.
+    assert_eq!(run.ok(), "total,north,south\n22,,\n");
+    assert!(
+        run.stderr().contains(
+            "2 count(s) suppressed (small: below 11, of which 1 only so that no small count can be derived by subtraction)"
+        ),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
 fn per_owner_minimums_and_breakdowns() {
     let dir = Dir::with_keys();
     let id = lake(&dir);

@@ -363,7 +363,7 @@ fn small_decrypted_counts_and_shares_are_suppressed_averages_decrypt() {
     // The count of 2 and the share 2/12 (which reveals it) are suppressed; the mean is not.
     assert_eq!(run.ok(), "cost,flagged,share,mean\n66,,,5.5\n");
     assert!(
-        run.stderr().contains("2 small count(s) suppressed"),
+        run.stderr().contains("2 count(s) suppressed (small: below"),
         "{}",
         run.stderr()
     );
