@@ -984,7 +984,9 @@ mod tests {
         let mut none = Default::default();
         assert!(suppress_complements(&rel, values([40, 15, 25]), &mut none, 11).is_empty());
         // Parts that leave rows out: a small remainder is suppressed through its smallest member.
-        let part = relations(&[total.clone(), cell(1, "flag", &[("f", 0..25)])]);
+        let mut most = cell(1, "flag", &[("f", 0..25)]);
+        most.count = true;
+        let part = relations(&[total.clone(), most]);
         assert_eq!(part[0].rest, 15);
         let mut none = Default::default();
         let added = suppress_complements(&part, values([20, 17, 0]), &mut none, 11);
