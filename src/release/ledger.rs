@@ -473,13 +473,30 @@ pub fn check(
 /// The noise of an earlier release (of another request than `request_id`) of the same rows of
 /// the same measure under the same mechanism, if any, with the ledger entry where it was first
 /// drawn: a repeated request over the same lake snapshot gets the same noisy answer, so that
-/// repeating it averages nothing away.
+/// repeating it averages nothing away. Only a release that at least `mechanism.parties`
+/// distinct parties entered with that noise counts: one of them is then honest and checked that
+/// its own share is in it (or that it was pinned in turn), so that t − 1 colluders cannot make
+/// hospitals decrypt with noise they know by entering a release of their own.
 pub fn pinning<'a>(
     request_id: &str,
     cell: &CellProvenance,
     mechanism: &Mechanism,
     past: &'a [Release],
 ) -> Option<(u64, &'a CellNoise)> {
+    let entered_by = |r: &Release, p: &Cell, n: &CellNoise| {
+        past.iter()
+            .filter(|o| o.entry.request_id == r.entry.request_id)
+            .filter(|o| {
+                o.entry.cells.iter().any(|q| {
+                    q.row == p.row
+                        && q.column == p.column
+                        && q.noise.as_ref().is_some_and(|m| m.noise == n.noise)
+                })
+            })
+            .map(|o| o.entry.party.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
     past.iter()
         .filter(|r| r.entry.request_id != request_id)
         .find_map(|r| {
@@ -488,7 +505,8 @@ pub fn pinning<'a>(
                 (p.measure == cell.measure
                     && n.mechanism == *mechanism
                     && size(rows) == size(&cell.row_set)
-                    && difference(rows, &cell.row_set) == 0)
+                    && difference(rows, &cell.row_set) == 0
+                    && entered_by(r, p, n) >= mechanism.parties as usize)
                     .then(|| (n.pinned.unwrap_or(r.seq), n))
             })
         })

@@ -394,3 +394,86 @@ fn noise_shares_are_fresh_for_every_request() {
     assert_eq!(distinct.len(), plain.len(), "{plain:?}");
     assert!(plain.iter().any(|z| *z != 0), "{plain:?}");
 }
+
+/// A colluding hospital enters a release of its own in the ledger, over the rows a request will
+/// read, with noise it knows (an encryption of 0). A release that fewer than t parties entered
+/// pins nothing: the honest hospitals draw fresh noise, and the answer is not exact.
+#[test]
+fn a_release_entered_by_one_colluder_does_not_pin_known_noise() {
+    use cipherlake::release::ledger::{snapshot, Entry, Ledger};
+    use cipherlake::release::noise::{CellNoise, Mechanism, NoiseMap};
+    use cipherlake::release::verify::{CellProvenance, RowSet};
+    use cipherlake::release::{OwnerKey, Roster};
+    use sha2::Digest;
+
+    let dir = Dir::with_keys();
+    let id = lake(&dir);
+    // The fake release spends budget too (counted whoever entered it): room for the real one.
+    dir.write("policy.toml", POLICY.replace("budget = 2.5", "budget = 10"));
+    let pk = keyfile::load_threshold_public(&dir.path("keys/public.json")).unwrap();
+    // The lake's rows per region, by file (anyone who reads the lake knows them).
+    let mut rows: [RowSet; 2] = Default::default();
+    for (o, n) in [("a", 30u32), ("b", 34), ("c", 38)] {
+        let bytes = std::fs::read(dir.path(&format!("lake/hospital={o}/{o}.parquet"))).unwrap();
+        let sha = hex::encode(sha2::Sha256::digest(&bytes));
+        for (region, set) in rows.iter_mut().enumerate() {
+            set.insert(
+                sha.clone(),
+                (0..n).filter(|r| r % 2 == region as u32).collect(),
+            );
+        }
+    }
+    let zero = pk.encrypt(&Integer::from(0)).unwrap();
+    let mut cells = Vec::new();
+    let mut noise = NoiseMap::new();
+    for (column, measure, count, sensitivity) in
+        [("total", "cost", false, 50_000), ("d", "diabetic", true, 1)]
+    {
+        for (row, set) in rows.iter().enumerate() {
+            cells.push(CellProvenance {
+                column: column.into(),
+                row: row as u64,
+                rows: set.values().map(|b| b.len()).sum(),
+                owners: Default::default(),
+                measure: measure.into(),
+                row_set: set.clone(),
+                plain: true,
+                count,
+                scale: if count { 0 } else { 2 },
+            });
+            noise.insert(
+                (column.into(), row as u64),
+                CellNoise {
+                    mechanism: Mechanism::new(1.0, sensitivity, 2).unwrap(),
+                    noise: zero.as_integer().clone(),
+                    pinned: None,
+                },
+            );
+        }
+    }
+    let fake = Entry::new(
+        "c",
+        &"f".repeat(64),
+        BY_REGION,
+        snapshot(["x"]),
+        &cells,
+        Some(&noise),
+    );
+    let roster = Roster::load(&dir.path("roster.json"), Some(&id)).unwrap();
+    let key = OwnerKey::load(&dir.path("owners/c.signing.json")).unwrap();
+    Ledger::new(&dir.path("ledger.jsonl"))
+        .append(&roster, &key, &fake, |_| Ok(()))
+        .unwrap();
+
+    query(&dir, BY_REGION, "r.parquet", "r.json").ok();
+    let (csv, said) = release(&dir, &["a", "b"], ("r.parquet", "r.json"), &id);
+    assert!(!said.contains("repeating an earlier release"), "{said}");
+    let got = table(&csv);
+    let exact = exact();
+    assert!(
+        exact
+            .iter()
+            .any(|(region, (c, _))| cents(&got[*region]["total"]) != *c),
+        "the release is exact: {got:?}"
+    );
+}
