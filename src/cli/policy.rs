@@ -33,6 +33,27 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<()> {
                 p.min_rows_per_owner,
                 p.owner_breakdown
             );
+            if let Some(dp) = &p.dp {
+                let sens: Vec<String> = dp
+                    .sensitivity
+                    .iter()
+                    .map(|(m, s)| format!("{m} {s}"))
+                    .collect();
+                println!(
+                    "differential privacy: ε {} per cell, budget ε {} per lake row{}{}; sensitivity: {} (counts of a flag: 1)",
+                    dp.epsilon,
+                    dp.budget,
+                    dp.budget_per_requester
+                        .map_or(String::new(), |b| format!(", ε {b} per requester")),
+                    dp.window_days
+                        .map_or(String::new(), |d| format!(", over the last {d} days")),
+                    if sens.is_empty() {
+                        "none declared".to_owned()
+                    } else {
+                        sens.join(", ")
+                    }
+                );
+            }
             for w in p.warnings() {
                 println!("warning: {w}");
             }
