@@ -1,6 +1,7 @@
 //! `cipherlake partial-decrypt`: one party checks a query result and, if the disclosure policy
 //! allows it, writes its partial decryptions with proofs. Every request is appended to an audit log.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,8 +11,6 @@ use bytes::Bytes;
 use cipherlake::keyfile;
 use cipherlake::lake::atomic::{Output, Privacy};
 use cipherlake::release::audit::{AuditLog, Head};
-use std::collections::BTreeMap;
-
 use cipherlake::release::ledger::{self, Ledger};
 use cipherlake::release::noise::{self, CellNoise, NoiseFile, NoiseMap};
 use cipherlake::release::partial::{partial_decrypt_result, PartialFile, ResultFile};

@@ -208,6 +208,7 @@ fn shares_cannot_be_dropped_cancelled_swapped_or_drawn_for_another_mechanism() {
     dir.write("policy.toml", POLICY);
     let req = ("r.parquet", "r.json");
     query(&dir, BY_REGION, req.0, req.1).ok();
+    let as_a = |noise: &[&str]| dp_run(&dir, "a", req, &id, "policy.toml", noise);
 
     // No noise round: told what to do.
     partial_with(
@@ -226,7 +227,7 @@ fn shares_cannot_be_dropped_cancelled_swapped_or_drawn_for_another_mechanism() {
         ],
     )
     .fails_with(&["first each releasing hospital runs partial-decrypt --draw-noise"]);
-    dp_run(&dir, "a", req, &id, "policy.toml", &[]).ok();
+    as_a(&[]).ok();
     dp_run(&dir, "b", req, &id, "policy.toml", &[]).ok();
     dp_run(
         &dir,
@@ -240,18 +241,10 @@ fn shares_cannot_be_dropped_cancelled_swapped_or_drawn_for_another_mechanism() {
     dp_run(&dir, "c", req, &id, "policy.toml", &[]).ok();
 
     // a's own share left out.
-    dp_run(
-        &dir,
-        "a",
-        req,
-        &id,
-        "policy.toml",
-        &["b.noise.json", "c.noise.json"],
-    )
-    .fails_with(&["no noise file of party a among the 2 given"]);
+    as_a(&["b.noise.json", "c.noise.json"])
+        .fails_with(&["no noise file of party a among the 2 given"]);
     // Too few shares for the mechanism (a alone).
-    dp_run(&dir, "a", req, &id, "policy.toml", &["a.noise.json"])
-        .fails_with(&["noise from 1 party (a), fewer than the 2 needed"]);
+    as_a(&["a.noise.json"]).fails_with(&["noise from 1 party (a), fewer than the 2 needed"]);
 
     // c cancels a's noise: its "share" of each cell is the inverse of a's. Without knowing a's
     // plaintext it cannot prove knowledge of it, so a refuses.
@@ -264,43 +257,22 @@ fn shares_cannot_be_dropped_cancelled_swapped_or_drawn_for_another_mechanism() {
         cell["share"] = b64(inv.as_integer());
     }
     dir.write("c-cancel.noise.json", c.to_string());
-    dp_run(
-        &dir,
-        "a",
-        req,
-        &id,
-        "policy.toml",
-        &["a.noise.json", "c-cancel.noise.json"],
-    )
-    .fails_with(&["the proof that party c knows its share does not verify"]);
+    as_a(&["a.noise.json", "c-cancel.noise.json"])
+        .fails_with(&["the proof that party c knows its share does not verify"]);
     // c presents a's shares (and proofs) as its own: bound to party a, refused.
     let mut swapped = a.clone();
     swapped["party"] = "c".into();
     swapped["index"] = 3.into();
     dir.write("c-copy.noise.json", swapped.to_string());
-    dp_run(
-        &dir,
-        "a",
-        req,
-        &id,
-        "policy.toml",
-        &["a.noise.json", "c-copy.noise.json"],
-    )
-    .fails_with(&["the proof that party c knows its share does not verify"]);
+    as_a(&["a.noise.json", "c-copy.noise.json"])
+        .fails_with(&["the proof that party c knows its share does not verify"]);
     // a's own file replaced by another one (b's shares under a's name would fail their proofs;
     // an edited copy of a's is not the file a logged).
     let mut edited = a.clone();
     edited["cells"].as_array_mut().unwrap().reverse();
     dir.write("a-edited.noise.json", edited.to_string());
-    dp_run(
-        &dir,
-        "a",
-        req,
-        &id,
-        "policy.toml",
-        &["a-edited.noise.json", "c.noise.json"],
-    )
-    .fails_with(&["not the noise file this party drew for the request"]);
+    as_a(&["a-edited.noise.json", "c.noise.json"])
+        .fails_with(&["not the noise file this party drew for the request"]);
 
     // b draws under ε 0.5: its shares are not the mechanism a's policy gives the cells.
     dir.write(
@@ -308,15 +280,7 @@ fn shares_cannot_be_dropped_cancelled_swapped_or_drawn_for_another_mechanism() {
         POLICY.replace("epsilon = 1.0", "epsilon = 0.5"),
     );
     dp_run(&dir, "b", req, &id, "half.toml", &[]).ok();
-    dp_run(
-        &dir,
-        "a",
-        req,
-        &id,
-        "policy.toml",
-        &["a.noise.json", "b.noise.json"],
-    )
-    .fails_with(&[
+    as_a(&["a.noise.json", "b.noise.json"]).fails_with(&[
         "the share was drawn for ε 0.5, sensitivity",
         "this hospital's policy gives the cell ε 1, sensitivity",
     ]);
