@@ -3,7 +3,7 @@
 //! base64url form of its integers (`wire`); key files on disk are `crate::keyfile`.
 //! This module knows nothing of Arrow, Parquet or DataFusion.
 
-mod arith;
+pub mod arith;
 mod ciphertext;
 pub mod encoding;
 mod fixed_base;
@@ -20,5 +20,5 @@ pub mod wire;
 pub use ciphertext::Ciphertext;
 pub use keys::{is_key_id, parse_key_id, PrivateKey, PublicKey, MAX_BITS, MIN_BITS, OFFERED_BITS};
 pub use modulus::Modulus;
-pub use ops::{BadCiphertext, Plaintext, Sum, NOT_INVERTIBLE};
+pub use ops::{BadCiphertext, Plaintext, Sum, KERNEL_MIN, NOT_INVERTIBLE};
 pub use primes::is_safe_prime;

@@ -1,9 +1,11 @@
 //! The one place where arithmetic modulo n² on ciphertexts is carried out: every homomorphic
-//! operation (`ops`) and every aggregate goes through [`Backend`]. GMP (`gmp.rs`) is the only
-//! backend today; a SIMD kernel plugs in here and nowhere else (it will be the one module allowed
-//! `unsafe` code).
+//! operation (`ops`) and every aggregate goes through [`Backend`] or, for products of many
+//! ciphertexts, [`batch_product`]. GMP (`gmp.rs`) is the reference; the AVX-512 IFMA kernel
+//! (`ifma.rs`, the crate's one module allowed `unsafe` code) multiplies 8 at a time where the CPU
+//! has it (`CIPHERLAKE_ARITH=gmp` forces GMP).
 
 mod gmp;
+mod ifma;
 
 use rug::Integer;
 
@@ -22,4 +24,79 @@ pub(crate) trait Backend: Sync {
 /// The backend in use.
 pub(crate) fn backend() -> &'static dyn Backend {
     &gmp::Gmp
+}
+
+/// A product of many values mod m (units below m, as little-endian bytes) computed 8 at a time
+/// by the IFMA kernel.
+pub(crate) trait BatchProduct {
+    /// Multiplies in one value.
+    fn push_le(&mut self, bytes: &[u8]);
+    /// The product, reduced mod m (the modulus it was made for).
+    fn finish(self: Box<Self>, m: &Integer) -> Integer;
+}
+
+impl<const N: usize> BatchProduct for ifma::Product<N> {
+    fn push_le(&mut self, bytes: &[u8]) {
+        ifma::Product::push_le(self, bytes);
+    }
+
+    fn finish(self: Box<Self>, m: &Integer) -> Integer {
+        ifma::Product::finish(*self, m)
+    }
+}
+
+/// A product mod `m` through the IFMA kernel, or None where it is not available (no AVX-512
+/// IFMA, `CIPHERLAKE_ARITH=gmp`, or a modulus above 6,186 bits).
+pub(crate) fn batch_product(m: &Integer) -> Option<Box<dyn BatchProduct>> {
+    fn boxed<const N: usize>(m: &Integer) -> Option<Box<dyn BatchProduct>> {
+        ifma::Product::<N>::new(m).map(|p| Box::new(p) as Box<dyn BatchProduct>)
+    }
+    if !ifma::available() {
+        return None;
+    }
+    match ifma::digits_for(m.significant_bits()) {
+        0..=20 => boxed::<20>(m),
+        21..=40 => boxed::<40>(m),
+        41..=79 => boxed::<79>(m),
+        80..=119 => boxed::<119>(m),
+        _ => None,
+    }
+}
+
+/// The arithmetic in use for products of many ciphertexts: "AVX-512 IFMA" or "GMP".
+pub fn kernel() -> &'static str {
+    if ifma::available() {
+        "AVX-512 IFMA (8 lanes, radix 2^52)"
+    } else {
+        "GMP"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rug::integer::Order;
+
+    /// Every size the dispatcher picks (n of 512, 1024, 2048 and 3072 bits: n² of 1,024 to
+    /// 6,144 bits) gives GMP's product, when the kernel runs here.
+    #[test]
+    fn batch_products_match_gmp_at_every_size() {
+        let mut s = rug::rand::RandState::new();
+        for bits in [1024u32, 2048, 4096, 6144] {
+            let m = Integer::from(Integer::random_bits(bits, &mut s))
+                | Integer::from(1)
+                | (Integer::from(1) << (bits - 1));
+            let Some(mut p) = batch_product(&m) else {
+                assert!(!ifma::available() || bits > 6186);
+                continue;
+            };
+            let mut want = Integer::from(1);
+            for _ in 0..37 {
+                let x = Integer::from(Integer::random_bits(bits, &mut s)) % &m;
+                p.push_le(&x.to_digits::<u8>(Order::Lsf));
+                backend().mul_assign(&mut want, &x, &m);
+            }
+            assert_eq!(p.finish(&m), want, "{bits} bits");
+        }
+    }
 }

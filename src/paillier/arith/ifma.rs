@@ -1,0 +1,387 @@
+//! AVX-512 IFMA multi-buffer almost-Montgomery multiplication (AMM): one call multiplies 8
+//! independent pairs, each modulo its own odd modulus (a lane), numbers in radix 2⁵² with `N`
+//! digits, digit-major (one zmm register holds one digit of the 8 numbers). With R = 2^(52·N)
+//! and 4m < R, inputs below 2m give an output below 2m congruent to a·b·R⁻¹ (no final
+//! subtraction), so products chain. `vpmadd52luq/huq` add the low and high 52 bits of 52×52-bit
+//! products into 64-bit lanes, whose 12 spare bits absorb the carries of a whole row.
+//!
+//! This is the crate's only `unsafe` code: the intrinsics, called only after runtime detection
+//! ([`available`]); `CIPHERLAKE_ARITH=gmp` forces the GMP path. Everything here is tested bit for
+//! bit against GMP (tests below; `../shared/FASTARITH.md` §4 has the algorithm's facts).
+
+#![allow(unsafe_code)]
+
+use std::sync::OnceLock;
+
+use rug::integer::Order;
+use rug::Integer;
+
+/// Numbers per call.
+pub(crate) const LANES: usize = 8;
+/// The most digits supported (3072-bit n: n² of 6144 bits, 119 digits, padded to 120).
+pub(crate) const MAX_DIGITS: usize = 120;
+const MASK: u64 = (1 << 52) - 1;
+
+/// Whether the kernel can run here: the CPU has AVX-512 F and IFMA, and `CIPHERLAKE_ARITH` is
+/// not `gmp`. Decided once per process.
+pub(crate) fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if std::env::var("CIPHERLAKE_ARITH").is_ok_and(|v| v == "gmp") {
+            return false;
+        }
+        detected()
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detected() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512ifma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detected() -> bool {
+    false
+}
+
+/// The digits a modulus of `bits` bits needs so that 4m < R: ⌈(bits + 2) / 52⌉.
+pub(crate) fn digits_for(bits: u32) -> usize {
+    (bits as usize + 2).div_ceil(52)
+}
+
+/// 8 numbers of `N` radix-2⁵² digits, digit-major: `self.0[j][l]` is digit j of lane l.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(crate) struct Lanes<const N: usize>(pub(crate) [[u64; LANES]; N]);
+
+impl<const N: usize> Lanes<N> {
+    /// Every lane 0.
+    pub(crate) fn zero() -> Self {
+        Lanes([[0; LANES]; N])
+    }
+
+    /// Every lane `x`.
+    pub(crate) fn splat(x: &Integer) -> Self {
+        let mut l = Self::zero();
+        for lane in 0..LANES {
+            l.set(lane, x);
+        }
+        l
+    }
+
+    /// Lane `lane` ← the little-endian integer in `bytes` (below 2^(52·N)).
+    pub(crate) fn set_le_bytes(&mut self, lane: usize, bytes: &[u8]) {
+        for j in 0..N {
+            // Digit j is bits 52j .. 52j + 52: byte 6.5·j, shifted by 0 or 4.
+            let (at, shift) = ((52 * j) / 8, (52 * j) % 8);
+            let mut word = [0u8; 8];
+            if at < bytes.len() {
+                let end = (at + 8).min(bytes.len());
+                word[..end - at].copy_from_slice(&bytes[at..end]);
+            }
+            self.0[j][lane] = (u64::from_le_bytes(word) >> shift) & MASK;
+        }
+    }
+
+    /// Lane `lane` ← `x` (0 ≤ x < 2^(52·N)).
+    pub(crate) fn set(&mut self, lane: usize, x: &Integer) {
+        self.set_le_bytes(lane, &x.to_digits::<u8>(Order::Lsf));
+    }
+
+    /// Lane `lane` as an integer.
+    pub(crate) fn get(&self, lane: usize) -> Integer {
+        let mut bytes = vec![0u8; (52 * N).div_ceil(8) + 8];
+        for j in 0..N {
+            let (at, shift) = ((52 * j) / 8, (52 * j) % 8);
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            let v = u64::from_le_bytes(word) | (self.0[j][lane] << shift);
+            bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        Integer::from_digits(&bytes, Order::Lsf)
+    }
+}
+
+/// The moduli of the 8 lanes and their Montgomery constants.
+#[derive(Clone, Debug)]
+pub(crate) struct Ctx<const N: usize> {
+    m: Lanes<N>,
+    /// −m⁻¹ mod 2⁵², per lane.
+    k0: [u64; LANES],
+}
+
+impl<const N: usize> Ctx<N> {
+    /// The context for `moduli` (each odd, 4m < 2^(52·N)), or None.
+    pub(crate) fn new(moduli: [&Integer; LANES]) -> Option<Self> {
+        if N > MAX_DIGITS {
+            return None;
+        }
+        let mut m = Lanes::zero();
+        let mut k0 = [0; LANES];
+        for (lane, modulus) in moduli.iter().enumerate() {
+            if modulus.is_even() || **modulus <= 1 || modulus.significant_bits() as usize + 2 > 52 * N
+            {
+                return None;
+            }
+            m.set(lane, modulus);
+            // m⁻¹ mod 2⁶⁴ by Newton's iteration (each step doubles the correct low bits: 3 → 96).
+            let low = modulus.to_u64_wrapping();
+            let mut inv = low;
+            for _ in 0..5 {
+                inv = inv.wrapping_mul(2u64.wrapping_sub(low.wrapping_mul(inv)));
+            }
+            k0[lane] = inv.wrapping_neg() & MASK;
+        }
+        Some(Ctx { m, k0 })
+    }
+
+    /// The context of one modulus in every lane.
+    pub(crate) fn uniform(modulus: &Integer) -> Option<Self> {
+        Self::new([modulus; LANES])
+    }
+
+    /// R mod m, for lane 0's modulus, where R = 2^(52·N).
+    pub(crate) fn r_power(&self, modulus: &Integer, k: u64) -> Integer {
+        // 2^(52·N·k) mod m; a positive exponent and an odd modulus: pow_mod cannot fail.
+        let e = Integer::from(52 * N as u64) * k;
+        Integer::from(2)
+            .pow_mod(&e, modulus)
+            .unwrap_or_else(|_| Integer::from(1))
+    }
+
+    /// out ← a·b·R⁻¹ (mod each lane's m), below 2m when a and b are.
+    pub(crate) fn mul(&self, a: &Lanes<N>, b: &Lanes<N>, out: &mut Lanes<N>) {
+        assert!(available(), "the IFMA kernel was called without AVX-512 IFMA");
+        kernel(a, b, self, out);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn kernel<const N: usize>(a: &Lanes<N>, b: &Lanes<N>, ctx: &Ctx<N>, out: &mut Lanes<N>) {
+    // SAFETY: callers checked `available()`: the CPU has AVX-512 F and IFMA, the only features
+    // `amm` is compiled for. Its memory accesses are unaligned loads and stores of 8 u64 within
+    // the arrays of `Lanes` (rows of exactly 8), and indices of `acc` below 2·N + 1 ≤
+    // 2·MAX_DIGITS + 1 (N ≤ MAX_DIGITS, checked by `Ctx::new`).
+    unsafe { amm::<N>(a, b, ctx, out) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn kernel<const N: usize>(_: &Lanes<N>, _: &Lanes<N>, _: &Ctx<N>, _: &mut Lanes<N>) {
+    // `available()` is false off x86-64: `mul` asserted it before coming here.
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512ifma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn amm<const N: usize>(a: &Lanes<N>, b: &Lanes<N>, ctx: &Ctx<N>, out: &mut Lanes<N>) {
+    use std::arch::x86_64::*;
+
+    let zero = _mm512_setzero_si512();
+    let mask = _mm512_set1_epi64(MASK as i64);
+    let k0 = _mm512_loadu_si512(ctx.k0.as_ptr().cast());
+    let mut acc = [zero; 2 * MAX_DIGITS + 1];
+    for i in 0..N {
+        let bi = _mm512_loadu_si512(b.0[i].as_ptr().cast());
+        let a0 = _mm512_loadu_si512(a.0[0].as_ptr().cast());
+        let m0 = _mm512_loadu_si512(ctx.m.0[0].as_ptr().cast());
+        let mut t = _mm512_madd52lo_epu64(acc[i], a0, bi);
+        // q = t·k0 mod 2⁵² (only the low 52 bits of t enter the product), so that t + m0·q
+        // ≡ 0 mod 2⁵².
+        let q = _mm512_madd52lo_epu64(zero, t, k0);
+        t = _mm512_madd52lo_epu64(t, m0, q);
+        let mut next = _mm512_madd52hi_epu64(acc[i + 1], a0, bi);
+        next = _mm512_madd52hi_epu64(next, m0, q);
+        acc[i + 1] = _mm512_add_epi64(next, _mm512_srli_epi64(t, 52));
+        for j in 1..N {
+            let aj = _mm512_loadu_si512(a.0[j].as_ptr().cast());
+            let mj = _mm512_loadu_si512(ctx.m.0[j].as_ptr().cast());
+            let mut lo = _mm512_madd52lo_epu64(acc[i + j], aj, bi);
+            lo = _mm512_madd52lo_epu64(lo, mj, q);
+            acc[i + j] = lo;
+            let mut hi = _mm512_madd52hi_epu64(acc[i + j + 1], aj, bi);
+            hi = _mm512_madd52hi_epu64(hi, mj, q);
+            acc[i + j + 1] = hi;
+        }
+    }
+    // acc[N..2N] is (a·b + q·m)/R with digits above 52 bits: carry them up.
+    let mut carry = zero;
+    for j in 0..N {
+        let d = _mm512_add_epi64(acc[N + j], carry);
+        carry = _mm512_srli_epi64(d, 52);
+        _mm512_storeu_si512(out.0[j].as_mut_ptr().cast(), _mm512_and_si512(d, mask));
+    }
+}
+
+/// The product mod `m` of many ciphertexts (little-endian bytes, each already checked to be a
+/// unit below `m`), 8 at a time through the kernel: each lane accumulates a·c·R⁻¹, and the
+/// fold multiplies the lanes and the leftover values with GMP and restores R^k.
+pub(crate) struct Product<const N: usize> {
+    ctx: Ctx<N>,
+    acc: Lanes<N>,
+    pending: Lanes<N>,
+    filled: usize,
+    /// Values multiplied in through the kernel (each contributes one R⁻¹).
+    through: u64,
+}
+
+impl<const N: usize> Product<N> {
+    /// An empty product mod `m` (None when the kernel does not fit `m`).
+    pub(crate) fn new(m: &Integer) -> Option<Self> {
+        Some(Product {
+            ctx: Ctx::uniform(m)?,
+            acc: Lanes::splat(&Integer::from(1)),
+            pending: Lanes::zero(),
+            filled: 0,
+            through: 0,
+        })
+    }
+
+    /// Multiplies in the value in `bytes`.
+    pub(crate) fn push_le(&mut self, bytes: &[u8]) {
+        self.pending.set_le_bytes(self.filled, bytes);
+        self.filled += 1;
+        if self.filled == LANES {
+            let acc = self.acc.clone();
+            self.ctx.mul(&acc, &self.pending, &mut self.acc);
+            self.filled = 0;
+            self.through += LANES as u64;
+        }
+    }
+
+    /// The product, fully reduced mod `m` (the modulus given to `new`).
+    pub(crate) fn finish(self, m: &Integer) -> Integer {
+        let mut p = self.ctx.r_power(m, self.through);
+        for lane in 0..LANES {
+            p *= self.acc.get(lane);
+            p %= m;
+        }
+        for lane in 0..self.filled {
+            p *= self.pending.get(lane);
+            p %= m;
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn random(bits: u32, seed: &mut rug::rand::RandState<'_>) -> Integer {
+        Integer::from(Integer::random_bits(bits, seed))
+    }
+
+    /// One lane-mulmod against GMP: a·b·R⁻¹ ≡ out (mod m), out < 2m.
+    fn check<const N: usize>(ms: [&Integer; LANES], a: [&Integer; LANES], b: [&Integer; LANES]) {
+        let ctx = Ctx::<N>::new(ms).unwrap();
+        let (mut la, mut lb, mut out) = (Lanes::<N>::zero(), Lanes::<N>::zero(), Lanes::zero());
+        for l in 0..LANES {
+            la.set(l, a[l]);
+            lb.set(l, b[l]);
+        }
+        ctx.mul(&la, &lb, &mut out);
+        for l in 0..LANES {
+            let m = ms[l];
+            let got = out.get(l);
+            assert!(got < Integer::from(m * 2u32), "lane {l}: not below 2m");
+            let r = Integer::from(1) << (52 * N as u32);
+            let want = Integer::from(a[l] * b[l]) * r.invert(m).unwrap() % m;
+            assert_eq!(Integer::from(&got % m), want, "lane {l}");
+        }
+    }
+
+    #[test]
+    fn digits_round_trip_and_fit() {
+        let mut s = rug::rand::RandState::new();
+        for bits in [1u32, 51, 52, 53, 1000, 4095, 4096] {
+            let x = random(bits, &mut s);
+            let mut l = Lanes::<80>::zero();
+            l.set(3, &x);
+            assert_eq!(l.get(3), x);
+            let mut by = Lanes::<80>::zero();
+            by.set_le_bytes(5, &x.to_digits::<u8>(Order::Lsf));
+            assert_eq!(by.get(5), x);
+        }
+        assert_eq!(digits_for(4096), 79);
+        assert_eq!(digits_for(2048), 40);
+        assert_eq!(digits_for(6144), 119);
+        assert!(Ctx::<80>::uniform(&(Integer::from(1) << 4158u32).next_prime()).is_none());
+        assert!(Ctx::<80>::uniform(&Integer::from(10)).is_none());
+    }
+
+    #[test]
+    fn edge_values_match_gmp() {
+        if !available() {
+            return;
+        }
+        let mut s = rug::rand::RandState::new();
+        let m = (random(4096, &mut s) | Integer::from(1)) | (Integer::from(1) << 4095u32);
+        let r = Integer::from(1) << (52 * 80u32);
+        // 0, 1, m − 1, 2m − 1 (an AMM output may be that large), R⁻¹-ish and all-ones digits.
+        let all_ones = (Integer::from(1) << 4096u32) - 1u32;
+        let vals = [
+            Integer::new(),
+            Integer::from(1),
+            Integer::from(&m - 1u32),
+            Integer::from(&m * 2u32) - 1u32,
+            Integer::from(&r / 4u32) % &m,
+            Integer::from(&all_ones % &m),
+            random(4000, &mut s),
+            random(4096, &mut s) % &m,
+        ];
+        let v: Vec<&Integer> = vals.iter().collect();
+        let ms = [&m; LANES];
+        check::<80>(ms, v.clone().try_into().unwrap(), v.clone().try_into().unwrap());
+        let mut rev = v.clone();
+        rev.reverse();
+        check::<80>(ms, v.try_into().unwrap(), rev.try_into().unwrap());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Every lane its own random modulus and operands, at 2048 and 4096 bits.
+        #[test]
+        fn lanes_with_different_moduli_match_gmp(seed in any::<u64>(), wide in any::<bool>()) {
+            if !available() {
+                return Ok(());
+            }
+            let mut s = rug::rand::RandState::new();
+            s.seed(&Integer::from(seed));
+            let bits = if wide { 4096 } else { 2048 };
+            let ms: Vec<Integer> = (0..LANES)
+                .map(|_| random(bits, &mut s) | Integer::from(1) | (Integer::from(1) << (bits - 1)))
+                .collect();
+            let a: Vec<Integer> = ms.iter().map(|m| random(bits + 1, &mut s) % Integer::from(m * 2u32)).collect();
+            let b: Vec<Integer> = ms.iter().map(|m| random(bits + 1, &mut s) % Integer::from(m * 2u32)).collect();
+            let ms: [&Integer; LANES] = std::array::from_fn(|i| &ms[i]);
+            let a: [&Integer; LANES] = std::array::from_fn(|i| &a[i]);
+            let b: [&Integer; LANES] = std::array::from_fn(|i| &b[i]);
+            if wide {
+                check::<80>(ms, a, b);
+            } else {
+                check::<40>(ms, a, b);
+            }
+        }
+
+        /// A product of many values through the kernel equals GMP's, whatever the count.
+        #[test]
+        fn products_match_gmp(seed in any::<u64>(), count in 0usize..40) {
+            if !available() {
+                return Ok(());
+            }
+            let mut s = rug::rand::RandState::new();
+            s.seed(&Integer::from(seed));
+            let m = random(4096, &mut s) | Integer::from(1) | (Integer::from(1) << 4095u32);
+            let mut p = Product::<80>::new(&m).unwrap();
+            let mut want = Integer::from(1);
+            for _ in 0..count {
+                let x = random(4096, &mut s) % &m;
+                p.push_le(&x.to_digits::<u8>(Order::Lsf));
+                want = want * &x % &m;
+            }
+            prop_assert_eq!(p.finish(&m), want);
+        }
+    }
+}
