@@ -11,6 +11,8 @@ pub(crate) struct FixedBaseTable {
     /// rows[i][j - 1] = base^(j · 256^i) mod modulus, for j in 1..=255.
     rows: Vec<Vec<Integer>>,
     modulus: Integer,
+    /// The same table for the IFMA kernel (8 exponents at a time), where the CPU has it.
+    lanes: Option<Box<dyn super::arith::FixedBasePow8>>,
 }
 
 impl FixedBaseTable {
@@ -42,15 +44,28 @@ impl FixedBaseTable {
         // OnceLock, and a worker waiting for a parallel job steals other jobs meanwhile; one of
         // them (another encryption of the same batch) would re-enter that initialisation and
         // deadlock. The other workers wait on the OnceLock anyway.
-        let rows = if rayon::current_thread_index().is_some() {
+        let rows: Vec<Vec<Integer>> = if rayon::current_thread_index().is_some() {
             starts.into_iter().map(row).collect()
         } else {
             starts.into_par_iter().map(row).collect()
         };
+        let lanes = super::arith::fixed_base_pow8(&rows, modulus);
         FixedBaseTable {
             rows,
             modulus: modulus.clone(),
+            lanes,
         }
+    }
+
+    /// The table's rows: rows[i][j − 1] = base^(j · 256^i).
+    #[cfg(test)]
+    pub(crate) fn rows(&self) -> &[Vec<Integer>] {
+        &self.rows
+    }
+
+    /// base^e for 8 exponents at once through the IFMA kernel, or None without it.
+    pub(crate) fn pow8(&self, exps: [&[u8]; 8]) -> Option<[Integer; 8]> {
+        self.lanes.as_ref().map(|l| l.pow8(exps))
     }
 
     /// base^e mod modulus for 0 ≤ e < 2^(8 · windows).

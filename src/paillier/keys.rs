@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use rug::integer::Order;
 use rug::{Assign, Complete, Integer};
 
 use super::ciphertext::Ciphertext;
@@ -306,16 +307,61 @@ impl PublicKey {
         self.bits().div_ceil(2)
     }
 
-    /// hs^a mod n² through the fixed-base table (built on first use).
-    pub(crate) fn djn_pow(&self, a: &Integer) -> Integer {
-        let table = self.table.get_or_init(|| {
+    /// Encrypts signed 128-bit integers, 8 at a time through the IFMA kernel where the CPU has
+    /// it (DJN keys), else one by one: the same ciphertexts as [`encrypt_i128`](Self::encrypt_i128)
+    /// would give for the same randomness.
+    pub fn encrypt_many_i128(&self, values: &[i128]) -> Result<Vec<Ciphertext>> {
+        let mut out = Vec::with_capacity(values.len());
+        for chunk in values.chunks(8) {
+            let obfs = match (&self.hs, chunk.len()) {
+                (Some(_), 8) => {
+                    let mut exps = Vec::with_capacity(8);
+                    for _ in 0..8 {
+                        exps.push(randomness::random_bits(self.djn_exponent_bits())?);
+                    }
+                    let mut bytes: Vec<Vec<u8>> =
+                        exps.iter().map(|a| a.to_digits::<u8>(Order::Lsf)).collect();
+                    let powers = self
+                        .djn_table()
+                        .pow8(std::array::from_fn(|l| bytes[l].as_slice()));
+                    for (a, b) in exps.iter_mut().zip(&mut bytes) {
+                        wipe(a);
+                        zeroize::Zeroize::zeroize(b);
+                    }
+                    powers.map(Vec::from)
+                }
+                _ => None,
+            };
+            match obfs {
+                Some(obfs) => {
+                    for (v, obf) in chunk.iter().zip(obfs) {
+                        let m = self.encode(&Integer::from(*v))?;
+                        out.push(Ciphertext::from_raw(self.mul_nude(&m, obf)));
+                    }
+                }
+                None => {
+                    for v in chunk {
+                        out.push(self.encrypt_i128(*v)?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn djn_table(&self) -> &FixedBaseTable {
+        self.table.get_or_init(|| {
             let hs = self
                 .hs
                 .as_ref()
                 .map_or_else(|| Integer::from(1), Clone::clone);
             FixedBaseTable::new(&hs, self.n_squared(), self.djn_exponent_bits())
-        });
-        table.pow(a)
+        })
+    }
+
+    /// hs^a mod n² through the fixed-base table (built on first use).
+    pub(crate) fn djn_pow(&self, a: &Integer) -> Integer {
+        self.djn_table().pow(a)
     }
 
     pub(crate) fn r_pow_n(&self, r: &Integer) -> Integer {
@@ -642,6 +688,25 @@ pub(crate) fn djn_base(n: &Integer) -> Result<Integer> {
 mod tests {
     use super::*;
     use crate::paillier::hazmat;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+        /// Encryption 8 at a time (through the IFMA kernel where the CPU has it) decrypts to the
+        /// values, whatever their number, and never repeats a ciphertext.
+        #[test]
+        fn batch_encryption_decrypts(values in proptest::collection::vec(proptest::num::i64::ANY, 0..40)) {
+            let key = hazmat::fixture_key_512();
+            let pk = key.public_key();
+            let values: Vec<i128> = values.into_iter().map(i128::from).collect();
+            let cts = pk.encrypt_many_i128(&values).unwrap();
+            proptest::prop_assert_eq!(cts.len(), values.len());
+            for (c, v) in cts.iter().zip(&values) {
+                proptest::prop_assert_eq!(key.decrypt(c).unwrap(), *v);
+            }
+            let again = pk.encrypt_many_i128(&values).unwrap();
+            proptest::prop_assert!(cts.iter().zip(&again).all(|(a, b)| a != b));
+        }
+    }
 
     #[test]
     fn refuses_small_and_odd_sizes() {

@@ -346,8 +346,14 @@ mod tests {
     fn bytes_are_checked_like_integers() {
         let n2 = [0x10u8, 0x00, 0x80];
         assert_eq!(check_le(&[0x0f, 0x00, 0x80], &n2), Ok(()));
-        assert_eq!(check_le(&[0x10, 0x00, 0x80], &n2), Err("it is not below n²"));
-        assert_eq!(check_le(&[0x00, 0x01, 0x80], &n2), Err("it is not below n²"));
+        assert_eq!(
+            check_le(&[0x10, 0x00, 0x80], &n2),
+            Err("it is not below n²")
+        );
+        assert_eq!(
+            check_le(&[0x00, 0x01, 0x80], &n2),
+            Err("it is not below n²")
+        );
         assert_eq!(check_le(&[0, 0, 0, 0], &n2), Err("it is zero"));
         assert_eq!(check_le(&[1, 0, 0, 1], &n2), Err("it is not below n²"));
         assert_eq!(check_le(&[1, 0, 0, 0], &n2), Ok(()));

@@ -120,7 +120,9 @@ impl<const N: usize> Ctx<N> {
         let mut m = Lanes::zero();
         let mut k0 = [0; LANES];
         for (lane, modulus) in moduli.iter().enumerate() {
-            if modulus.is_even() || **modulus <= 1 || modulus.significant_bits() as usize + 2 > 52 * N
+            if modulus.is_even()
+                || **modulus <= 1
+                || modulus.significant_bits() as usize + 2 > 52 * N
             {
                 return None;
             }
@@ -152,7 +154,10 @@ impl<const N: usize> Ctx<N> {
 
     /// out ← a·b·R⁻¹ (mod each lane's m), below 2m when a and b are.
     pub(crate) fn mul(&self, a: &Lanes<N>, b: &Lanes<N>, out: &mut Lanes<N>) {
-        assert!(available(), "the IFMA kernel was called without AVX-512 IFMA");
+        assert!(
+            available(),
+            "the IFMA kernel was called without AVX-512 IFMA"
+        );
         kernel(a, b, self, out);
     }
 }
@@ -219,6 +224,7 @@ unsafe fn amm<const N: usize>(a: &Lanes<N>, b: &Lanes<N>, ctx: &Ctx<N>, out: &mu
 pub(crate) struct Product<const N: usize> {
     ctx: Ctx<N>,
     acc: Lanes<N>,
+    spare: Lanes<N>,
     pending: Lanes<N>,
     filled: usize,
     /// Values multiplied in through the kernel (each contributes one R⁻¹).
@@ -231,6 +237,7 @@ impl<const N: usize> Product<N> {
         Some(Product {
             ctx: Ctx::uniform(m)?,
             acc: Lanes::splat(&Integer::from(1)),
+            spare: Lanes::zero(),
             pending: Lanes::zero(),
             filled: 0,
             through: 0,
@@ -242,8 +249,8 @@ impl<const N: usize> Product<N> {
         self.pending.set_le_bytes(self.filled, bytes);
         self.filled += 1;
         if self.filled == LANES {
-            let acc = self.acc.clone();
-            self.ctx.mul(&acc, &self.pending, &mut self.acc);
+            self.ctx.mul(&self.acc, &self.pending, &mut self.spare);
+            std::mem::swap(&mut self.acc, &mut self.spare);
             self.filled = 0;
             self.through += LANES as u64;
         }
@@ -261,6 +268,65 @@ impl<const N: usize> Product<N> {
             p %= m;
         }
         p
+    }
+}
+
+/// Fixed-base exponentiation of 8 exponents at a time (DJN encryption's hs^a): the table of
+/// base^(d·256^i) in digits, one window of every lane per kernel call. Every window multiplies
+/// (by 1 for a zero digit), so each lane gathers R⁻¹ once per window, undone at the end.
+pub(crate) struct FixedBase<const N: usize> {
+    ctx: Ctx<N>,
+    /// entries[i·256 + d] = base^(d·256^i) mod m (d = 0: 1), in digits.
+    entries: Vec<[u64; N]>,
+    windows: usize,
+    /// R^windows mod m.
+    fix: Integer,
+    modulus: Integer,
+}
+
+impl<const N: usize> FixedBase<N> {
+    /// From the rows of a GMP table (`rows[i][d − 1]` = base^(d·256^i)), or None when the
+    /// kernel does not fit `modulus`.
+    pub(crate) fn new(rows: &[Vec<Integer>], modulus: &Integer) -> Option<Self> {
+        let ctx = Ctx::uniform(modulus)?;
+        let digits = |x: &Integer| {
+            let mut l = Lanes::<N>::zero();
+            l.set(0, x);
+            std::array::from_fn(|j| l.0[j][0])
+        };
+        let one = digits(&Integer::from(1));
+        let mut entries = Vec::with_capacity(rows.len() * 256);
+        for row in rows {
+            entries.push(one);
+            entries.extend(row.iter().map(digits));
+            entries.resize(entries.len().next_multiple_of(256), one);
+        }
+        let windows = rows.len();
+        Some(FixedBase {
+            fix: ctx.r_power(modulus, windows as u64),
+            ctx,
+            entries,
+            windows,
+            modulus: modulus.clone(),
+        })
+    }
+
+    /// base^e mod m for each of 8 exponents, given as little-endian bytes (at most `windows`).
+    pub(crate) fn pow8(&self, exps: [&[u8]; LANES]) -> [Integer; LANES] {
+        let mut acc = Lanes::<N>::splat(&Integer::from(1));
+        let (mut x, mut spare) = (Lanes::<N>::zero(), Lanes::<N>::zero());
+        for i in 0..self.windows {
+            for (lane, e) in exps.iter().enumerate() {
+                let d = e.get(i).copied().unwrap_or(0) as usize;
+                let entry = &self.entries[i * 256 + d];
+                for (j, digit) in entry.iter().enumerate() {
+                    x.0[j][lane] = *digit;
+                }
+            }
+            self.ctx.mul(&acc, &x, &mut spare);
+            std::mem::swap(&mut acc, &mut spare);
+        }
+        std::array::from_fn(|lane| acc.get(lane) * &self.fix % &self.modulus)
     }
 }
 
@@ -333,10 +399,42 @@ mod tests {
         ];
         let v: Vec<&Integer> = vals.iter().collect();
         let ms = [&m; LANES];
-        check::<80>(ms, v.clone().try_into().unwrap(), v.clone().try_into().unwrap());
+        check::<80>(
+            ms,
+            v.clone().try_into().unwrap(),
+            v.clone().try_into().unwrap(),
+        );
         let mut rev = v.clone();
         rev.reverse();
         check::<80>(ms, v.try_into().unwrap(), rev.try_into().unwrap());
+    }
+
+    #[test]
+    fn fixed_base_powers_match_gmp() {
+        if !available() {
+            return;
+        }
+        let mut s = rug::rand::RandState::new();
+        let m = random(1024, &mut s) | Integer::from(1) | (Integer::from(1) << 1023u32);
+        let base = random(1000, &mut s);
+        let table = crate::paillier::fixed_base::FixedBaseTable::new(&base, &m, 256);
+        let fb = FixedBase::<20>::new(table.rows(), &m).unwrap();
+        let exps: Vec<Integer> = (0..LANES)
+            .map(|l| match l {
+                0 => Integer::new(),
+                1 => (Integer::from(1) << 256u32) - 1u32,
+                _ => random(256, &mut s),
+            })
+            .collect();
+        let bytes: Vec<Vec<u8>> = exps.iter().map(|e| e.to_digits::<u8>(Order::Lsf)).collect();
+        let got = fb.pow8(std::array::from_fn(|l| bytes[l].as_slice()));
+        for (l, e) in exps.iter().enumerate() {
+            assert_eq!(
+                got[l],
+                Integer::from(base.pow_mod_ref(e, &m).unwrap()),
+                "lane {l}"
+            );
+        }
     }
 
     proptest! {

@@ -63,6 +63,39 @@ pub(crate) fn batch_product(m: &Integer) -> Option<Box<dyn BatchProduct>> {
     }
 }
 
+/// Fixed-base powers of 8 exponents at a time (DJN encryption).
+pub(crate) trait FixedBasePow8: Send + Sync {
+    /// base^e mod m for each exponent (little-endian bytes).
+    fn pow8(&self, exps: [&[u8]; 8]) -> [Integer; 8];
+}
+
+impl<const N: usize> FixedBasePow8 for ifma::FixedBase<N> {
+    fn pow8(&self, exps: [&[u8]; 8]) -> [Integer; 8] {
+        ifma::FixedBase::pow8(self, exps)
+    }
+}
+
+/// The IFMA form of a fixed-base table (`rows[i][d − 1]` = base^(d·256^i) mod m), where the
+/// kernel is available and fits m.
+pub(crate) fn fixed_base_pow8(
+    rows: &[Vec<Integer>],
+    m: &Integer,
+) -> Option<Box<dyn FixedBasePow8>> {
+    fn boxed<const N: usize>(rows: &[Vec<Integer>], m: &Integer) -> Option<Box<dyn FixedBasePow8>> {
+        ifma::FixedBase::<N>::new(rows, m).map(|t| Box::new(t) as Box<dyn FixedBasePow8>)
+    }
+    if !ifma::available() {
+        return None;
+    }
+    match ifma::digits_for(m.significant_bits()) {
+        0..=20 => boxed::<20>(rows, m),
+        21..=40 => boxed::<40>(rows, m),
+        41..=79 => boxed::<79>(rows, m),
+        80..=119 => boxed::<119>(rows, m),
+        _ => None,
+    }
+}
+
 /// The arithmetic in use for products of many ciphertexts: "AVX-512 IFMA" or "GMP".
 pub fn kernel() -> &'static str {
     if ifma::available() {
