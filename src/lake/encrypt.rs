@@ -367,11 +367,24 @@ fn encrypt_file(
     Ok((rows, values, size, sha))
 }
 
-/// Encrypts signed values in parallel into a `FixedSizeBinary` array; `None` stays NULL. Values
-/// go 8 at a time (what the IFMA kernel encrypts in one pass), chunks of 64 per task.
+/// Encrypts signed values in parallel into a `FixedSizeBinary` array; `None` stays NULL. A batch
+/// of at least 256 values goes 8 at a time (what the IFMA kernel encrypts in one pass, its table
+/// built on first use), chunks of 64 per task; a smaller one value by value.
 pub fn encrypt_values(pk: &PublicKey, values: &[Option<i128>]) -> Result<FixedSizeBinaryArray> {
     const CHUNK: usize = 64;
     let width = pk.ciphertext_width();
+    if values.len() < 256 {
+        let mut buf = vec![0u8; values.len() * width];
+        buf.par_chunks_mut(width)
+            .zip(values.par_iter())
+            .try_for_each(|(out, v)| -> Result<()> {
+                if let Some(v) = v {
+                    pk.encrypt_i128(*v)?.write_le(out);
+                }
+                Ok(())
+            })?;
+        return fixed_size_binary(buf, width, values.iter().map(Option::is_some));
+    }
     let mut buf = vec![0u8; values.len() * width];
     buf.par_chunks_mut(CHUNK * width)
         .zip(values.par_chunks(CHUNK))

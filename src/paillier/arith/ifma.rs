@@ -86,7 +86,9 @@ impl<const N: usize> Lanes<N> {
 
     /// Lane `lane` ← `x` (0 ≤ x < 2^(52·N)).
     pub(crate) fn set(&mut self, lane: usize, x: &Integer) {
-        self.set_le_bytes(lane, &x.to_digits::<u8>(Order::Lsf));
+        for (j, d) in digits_of::<N>(x).into_iter().enumerate() {
+            self.0[j][lane] = d;
+        }
     }
 
     /// Lane `lane` as an integer.
@@ -101,6 +103,20 @@ impl<const N: usize> Lanes<N> {
         }
         Integer::from_digits(&bytes, Order::Lsf)
     }
+}
+
+/// The N radix-2⁵² digits of `x` (0 ≤ x < 2^(52·N)), from its 64-bit limbs.
+fn digits_of<const N: usize>(x: &Integer) -> [u64; N] {
+    let limbs = x.as_limbs();
+    let limb = |k: usize| limbs.get(k).copied().unwrap_or(0);
+    std::array::from_fn(|j| {
+        let (k, shift) = ((52 * j) / 64, (52 * j) % 64);
+        let mut d = limb(k) >> shift;
+        if shift > 12 {
+            d |= limb(k + 1) << (64 - shift);
+        }
+        d & MASK
+    })
 }
 
 /// The moduli of the 8 lanes and their Montgomery constants.
@@ -289,11 +305,7 @@ impl<const N: usize> FixedBase<N> {
     /// kernel does not fit `modulus`.
     pub(crate) fn new(rows: &[Vec<Integer>], modulus: &Integer) -> Option<Self> {
         let ctx = Ctx::uniform(modulus)?;
-        let digits = |x: &Integer| {
-            let mut l = Lanes::<N>::zero();
-            l.set(0, x);
-            std::array::from_fn(|j| l.0[j][0])
-        };
+        let digits = digits_of::<N>;
         let one = digits(&Integer::from(1));
         let mut entries = Vec::with_capacity(rows.len() * 256);
         for row in rows {
