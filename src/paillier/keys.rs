@@ -487,6 +487,9 @@ pub struct PrivateKey {
     hq: Integer,
     /// p⁻¹ mod q, for recombination.
     p_inv_q: Integer,
+    /// The IFMA kernel's constant-time exponentiation mod p², q² (4 ciphertexts a call), built
+    /// on first use where the CPU has it.
+    crt: OnceLock<Option<Box<dyn super::arith::Pow8>>>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -580,6 +583,7 @@ impl PrivateKey {
             hp,
             hq,
             p_inv_q,
+            crt: OnceLock::new(),
         };
         // With the primes, hs can be checked fully: it must be an n-th residue (an encryption of
         // 0), or every value encrypted with it would be shifted by an unknown amount.
@@ -610,7 +614,58 @@ impl PrivateKey {
     pub fn decrypt_raw(&self, c: &Ciphertext) -> Integer {
         let mp = self.decrypt_half(c.as_integer(), &self.p, &self.p2, &self.p_minus_1, &self.hp);
         let mq = self.decrypt_half(c.as_integer(), &self.q, &self.q2, &self.q_minus_1, &self.hq);
-        // m = mp + ((mq − mp) · p⁻¹ mod q) · p
+        self.recombine(mp, mq)
+    }
+
+    /// Decrypts many ciphertexts to raw plaintexts: 4 at a time through the IFMA kernel where
+    /// the CPU has it (each one's powers mod p² and mod q² in 8 lanes, in constant time), else
+    /// one by one as [`decrypt_raw`](Self::decrypt_raw); the same plaintexts either way.
+    pub fn decrypt_raw_many(&self, cs: &[&Ciphertext]) -> Vec<Integer> {
+        let kernel = self.crt.get_or_init(|| {
+            super::arith::powers(std::array::from_fn(|l| {
+                if l.is_multiple_of(2) {
+                    &self.p2
+                } else {
+                    &self.q2
+                }
+            }))
+        });
+        let Some(kernel) = kernel else {
+            return cs.iter().map(|c| self.decrypt_raw(c)).collect();
+        };
+        let bits = self
+            .p_minus_1
+            .significant_bits()
+            .max(self.q_minus_1.significant_bits());
+        let mut out = Vec::with_capacity(cs.len());
+        for chunk in cs.chunks(4) {
+            if chunk.len() < 4 {
+                out.extend(chunk.iter().map(|c| self.decrypt_raw(c)));
+                continue;
+            }
+            let half = |l: usize| if l.is_multiple_of(2) { &self.p2 } else { &self.q2 };
+            let bases: Vec<Integer> = (0..8)
+                .map(|l| Integer::from(chunk[l / 2].as_integer() % half(l)))
+                .collect();
+            let exps = std::array::from_fn(|l| {
+                if l.is_multiple_of(2) {
+                    &self.p_minus_1
+                } else {
+                    &self.q_minus_1
+                }
+            });
+            let xs = kernel.pow8(std::array::from_fn(|l| &bases[l]), exps, bits);
+            for pair in xs.chunks(2) {
+                let mp = Self::finish_half(&pair[0], &self.p, &self.hp);
+                let mq = Self::finish_half(&pair[1], &self.q, &self.hq);
+                out.push(self.recombine(mp, mq));
+            }
+        }
+        out
+    }
+
+    /// m = mp + ((mq − mp) · p⁻¹ mod q) · p.
+    fn recombine(&self, mp: Integer, mq: Integer) -> Integer {
         let mut u = mq - &mp;
         u *= &self.p_inv_q;
         u.modulo_mut(&self.q);
@@ -638,7 +693,12 @@ impl PrivateKey {
         // own machine in batch, not as a service an attacker can time (the threshold service path
         // uses the resistant powm). p − 1 > 0 and p² is odd, so this cannot fail.
         let x = base.pow_mod(prime_minus_1, prime2).unwrap_or_default();
-        let mut l = (x - 1u32) / prime;
+        Self::finish_half(&x, prime, h)
+    }
+
+    /// L_p(x) · h mod p, for x = c^(p−1) mod p².
+    fn finish_half(x: &Integer, prime: &Integer, h: &Integer) -> Integer {
+        let mut l = Integer::from(x - 1u32) / prime;
         l *= h;
         l.modulo_mut(prime);
         l
@@ -705,6 +765,11 @@ mod tests {
             }
             let again = pk.encrypt_many_i128(&values).unwrap();
             proptest::prop_assert!(cts.iter().zip(&again).all(|(a, b)| a != b));
+            // Decryption 4 at a time (the kernel's constant-time powers) gives what one by one does.
+            let refs: Vec<&Ciphertext> = cts.iter().collect();
+            let many = key.decrypt_raw_many(&refs);
+            let one: Vec<Integer> = cts.iter().map(|c| key.decrypt_raw(c)).collect();
+            proptest::prop_assert_eq!(many, one);
         }
     }
 

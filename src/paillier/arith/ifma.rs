@@ -287,6 +287,116 @@ impl<const N: usize> Product<N> {
     }
 }
 
+/// Exponentiation of 8 bases to 8 secret exponents at a time, each lane modulo its own m, in
+/// constant time: a fixed 4-bit window, every window squaring 4 times and multiplying once, the
+/// table entry chosen by a masked scan of all 16 (no memory access or branch depends on an
+/// exponent), in the Montgomery domain throughout.
+pub(crate) struct Powers<const N: usize> {
+    ctx: Ctx<N>,
+    /// R² mod m per lane (into the Montgomery domain).
+    r2: Lanes<N>,
+    /// R mod m per lane (the Montgomery form of 1).
+    one: Lanes<N>,
+    moduli: [Integer; LANES],
+}
+
+impl<const N: usize> Powers<N> {
+    /// For `moduli` (odd, 4m < R), or None.
+    pub(crate) fn new(moduli: [&Integer; LANES]) -> Option<Self> {
+        let ctx = Ctx::new(moduli)?;
+        let (mut r2, mut one) = (Lanes::zero(), Lanes::zero());
+        for (lane, m) in moduli.iter().enumerate() {
+            r2.set(lane, &ctx.r_power(m, 2));
+            one.set(lane, &ctx.r_power(m, 1));
+        }
+        Some(Powers {
+            ctx,
+            r2,
+            one,
+            moduli: moduli.map(Clone::clone),
+        })
+    }
+
+    /// base_l^exp_l mod m_l for every lane; bases below m_l, exponents below 2^exp_bits (the
+    /// same number of windows for every lane, whatever its exponent).
+    pub(crate) fn pow(
+        &self,
+        bases: [&Integer; LANES],
+        exps: [&Integer; LANES],
+        exp_bits: u32,
+    ) -> [Integer; LANES] {
+        let mut b = Lanes::<N>::zero();
+        for (lane, x) in bases.iter().enumerate() {
+            b.set(lane, x);
+        }
+        let mut t = vec![self.one.clone(), Lanes::zero()];
+        self.ctx.mul(&b, &self.r2, &mut t[1]);
+        for k in 2..16 {
+            let mut next = Lanes::zero();
+            self.ctx.mul(&t[k - 1], &t[1], &mut next);
+            t.push(next);
+        }
+        let windows = exp_bits.div_ceil(4) as usize;
+        let exp_bytes: Vec<Vec<u8>> = exps
+            .iter()
+            .map(|e| e.to_digits::<u8>(Order::Lsf))
+            .collect();
+        let nibble = |lane: usize, w: usize| -> u64 {
+            let byte = exp_bytes[lane].get(w / 2).copied().unwrap_or(0);
+            u64::from(if w.is_multiple_of(2) { byte & 15 } else { byte >> 4 })
+        };
+        let (mut acc, mut spare, mut x) = (self.one.clone(), Lanes::zero(), Lanes::zero());
+        for w in (0..windows).rev() {
+            for _ in 0..4 {
+                self.ctx.mul(&acc, &acc, &mut spare);
+                std::mem::swap(&mut acc, &mut spare);
+            }
+            let d: [u64; LANES] = std::array::from_fn(|lane| nibble(lane, w));
+            select(&t, &d, &mut x);
+            self.ctx.mul(&acc, &x, &mut spare);
+            std::mem::swap(&mut acc, &mut spare);
+        }
+        // Out of the Montgomery domain: acc·1·R⁻¹, at most m.
+        let mut plain_one = Lanes::<N>::zero();
+        for lane in 0..LANES {
+            plain_one.0[0][lane] = 1;
+        }
+        self.ctx.mul(&acc, &plain_one, &mut spare);
+        std::array::from_fn(|lane| spare.get(lane) % &self.moduli[lane])
+    }
+}
+
+impl<const N: usize> Drop for Powers<N> {
+    fn drop(&mut self) {
+        // The moduli may be secret (p², q²): wiped, best effort.
+        use zeroize::Zeroize;
+        for l in [&mut self.ctx.m, &mut self.r2, &mut self.one] {
+            l.0.zeroize();
+        }
+        self.ctx.k0.zeroize();
+        for m in &mut self.moduli {
+            crate::paillier::keys::wipe(m);
+        }
+    }
+}
+
+/// x ← t[d_l] in every lane l, reading every entry of `t` (masks, no index by d).
+fn select<const N: usize>(t: &[Lanes<N>], d: &[u64; LANES], x: &mut Lanes<N>) {
+    for xj in x.0.iter_mut() {
+        *xj = [0; LANES];
+    }
+    for (k, entry) in t.iter().enumerate() {
+        // All ones where d_l = k: computed without a branch.
+        let masks: [u64; LANES] =
+            std::array::from_fn(|lane| ((d[lane] ^ k as u64).wrapping_sub(1) >> 63).wrapping_neg());
+        for (xj, ej) in x.0.iter_mut().zip(&entry.0) {
+            for ((x, e), m) in xj.iter_mut().zip(ej).zip(&masks) {
+                *x |= e & m;
+            }
+        }
+    }
+}
+
 /// Fixed-base exponentiation of 8 exponents at a time (DJN encryption's hs^a): the table of
 /// base^(d·256^i) in digits, one window of every lane per kernel call. Every window multiplies
 /// (by 1 for a zero digit), so each lane gathers R⁻¹ once per window, undone at the end.
@@ -419,6 +529,56 @@ mod tests {
         let mut rev = v.clone();
         rev.reverse();
         check::<80>(ms, v.try_into().unwrap(), rev.try_into().unwrap());
+    }
+
+    #[test]
+    fn constant_time_powers_match_gmp() {
+        if !available() {
+            return;
+        }
+        let mut s = rug::rand::RandState::new();
+        // Lanes alternating between two moduli (as CRT decryption uses p² and q²).
+        let ms: Vec<Integer> = (0..2)
+            .map(|_| random(2048, &mut s) | Integer::from(1) | (Integer::from(1) << 2047u32))
+            .collect();
+        let moduli: [&Integer; LANES] = std::array::from_fn(|l| &ms[l % 2]);
+        let p = Powers::<40>::new(moduli).unwrap();
+        let bases: Vec<Integer> = (0..LANES)
+            .map(|l| match l {
+                0 => Integer::from(1),
+                1 => Integer::from(moduli[1] - 1u32),
+                _ => random(2048, &mut s) % moduli[l],
+            })
+            .collect();
+        let exps: Vec<Integer> = (0..LANES)
+            .map(|l| match l {
+                2 => Integer::new(),
+                3 => Integer::from(1),
+                4 => (Integer::from(1) << 1024u32) - 1u32,
+                _ => random(1024, &mut s),
+            })
+            .collect();
+        let got = p.pow(
+            std::array::from_fn(|l| &bases[l]),
+            std::array::from_fn(|l| &exps[l]),
+            1024,
+        );
+        for l in 0..LANES {
+            let want = Integer::from(bases[l].pow_mod_ref(&exps[l], moduli[l]).unwrap());
+            assert_eq!(got[l], want, "lane {l}");
+        }
+        let mut x = Lanes::<4>::zero();
+        let t: Vec<Lanes<4>> = (0..16)
+            .map(|k| {
+                let mut l = Lanes::<4>::zero();
+                for lane in 0..LANES {
+                    l.0[2][lane] = 100 + k;
+                }
+                l
+            })
+            .collect();
+        select(&t, &[0, 1, 2, 3, 15, 14, 7, 8], &mut x);
+        assert_eq!(x.0[2], [100, 101, 102, 103, 115, 114, 107, 108]);
     }
 
     #[test]

@@ -96,6 +96,38 @@ pub(crate) fn fixed_base_pow8(
     }
 }
 
+/// Constant-time exponentiation of 8 bases to 8 secret exponents, each lane modulo its own m.
+pub(crate) trait Pow8: Send + Sync {
+    /// base_l^exp_l mod m_l; exponents below 2^exp_bits.
+    fn pow8(&self, bases: [&Integer; 8], exps: [&Integer; 8], exp_bits: u32) -> [Integer; 8];
+}
+
+impl<const N: usize> Pow8 for ifma::Powers<N> {
+    fn pow8(&self, bases: [&Integer; 8], exps: [&Integer; 8], exp_bits: u32) -> [Integer; 8] {
+        self.pow(bases, exps, exp_bits)
+    }
+}
+
+/// The IFMA kernel's constant-time exponentiation for these 8 moduli, where it is available
+/// and fits them.
+pub(crate) fn powers(moduli: [&Integer; 8]) -> Option<Box<dyn Pow8>> {
+    fn boxed<const N: usize>(moduli: [&Integer; 8]) -> Option<Box<dyn Pow8>> {
+        ifma::Powers::<N>::new(moduli).map(|p| Box::new(p) as Box<dyn Pow8>)
+    }
+    if !ifma::available() {
+        return None;
+    }
+    let bits = moduli.iter().map(|m| m.significant_bits()).max().unwrap_or(0);
+    match ifma::digits_for(bits) {
+        0..=10 => boxed::<10>(moduli),
+        11..=20 => boxed::<20>(moduli),
+        21..=40 => boxed::<40>(moduli),
+        41..=60 => boxed::<60>(moduli),
+        61..=79 => boxed::<79>(moduli),
+        _ => None,
+    }
+}
+
 /// The arithmetic in use for products of many ciphertexts: "AVX-512 IFMA" or "GMP".
 pub fn kernel() -> &'static str {
     if ifma::available() {
