@@ -10,6 +10,7 @@
 //!   budget, per past release and per 100k rows of row set.
 //! - `bench noise`: differential privacy's noise shares from the OS CSPRNG against the discrete
 //!   Laplace (χ²), and the noise round's cost per cell.
+//! - `bench decrypt`: CRT decryption 4 at a time (the IFMA kernel) against one by one (GMP).
 //! - `bench encrypt`: `encrypt` of synthetic admissions (2 encrypted columns) with 1 and 2 threads.
 
 use std::fs::File;
@@ -92,6 +93,16 @@ enum What {
         #[arg(long, default_value_t = 100)]
         cells: usize,
     },
+    /// CRT decryption with the private key, one core: 4 at a time (the IFMA kernel's
+    /// constant-time powers where the CPU has it) against GMP's one by one, same run.
+    Decrypt {
+        /// Ciphertexts to decrypt.
+        #[arg(long, default_value_t = 2000)]
+        values: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// Encryption throughput with 1 and 2 threads.
     Encrypt {
         /// Rows of synthetic admissions (2 encrypted columns each).
@@ -118,7 +129,43 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             repeat,
         } => bench_ledger(releases.max(1), rows.max(1), repeat.max(1), global),
         What::Noise { samples, cells } => bench_noise(samples.max(1000), cells.max(1), global),
+        What::Decrypt { values, repeat } => bench_decrypt(values.max(8), repeat.max(1), global),
     }
+}
+
+fn bench_decrypt(values: usize, repeat: usize, global: &Global) -> anyhow::Result<()> {
+    say(global, "generating a 2048-bit key…");
+    let sk = PrivateKey::generate(2048)?;
+    let pk = sk.public_key();
+    let plain: Vec<i128> = (0..values as i128).map(|i| i * 7919 - 5000).collect();
+    let cts = pk.encrypt_many_i128(&plain)?;
+    let refs: Vec<&Ciphertext> = cts.iter().collect();
+    let (mut batch, mut single) = (Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let got = sk.decrypt_raw_many(&refs);
+        batch.push(values as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let one: Vec<Integer> = cts.iter().map(|c| sk.decrypt_raw(c)).collect();
+        single.push(values as f64 / t.elapsed().as_secs_f64());
+        anyhow::ensure!(got == one, "the two decryptions differ");
+        for (v, want) in got.into_iter().zip(&plain) {
+            anyhow::ensure!(pk.decode(v)? == *want, "a wrong decryption");
+        }
+    }
+    let (batch, single) = (median(batch), median(single));
+    println!("CRT decryption at 2048 bits, {values} values, one core, median of {repeat}:");
+    println!(
+        "  4 at a time ({}, constant-time)  {batch:>8.0} /s",
+        cipherlake::paillier::arith::kernel()
+    );
+    println!("  one by one (GMP, variable-time powm)  {single:>8.0} /s");
+    println!("  ratio {:.2}x", batch / single);
+    println!(
+        "{}",
+        json!({"values": values, "batch_per_s": batch, "single_per_s": single, "arith": cipherlake::paillier::arith::kernel()})
+    );
+    Ok(())
 }
 
 fn bench_noise(samples: usize, cells: usize, global: &Global) -> anyhow::Result<()> {

@@ -643,7 +643,13 @@ impl PrivateKey {
                 out.extend(chunk.iter().map(|c| self.decrypt_raw(c)));
                 continue;
             }
-            let half = |l: usize| if l.is_multiple_of(2) { &self.p2 } else { &self.q2 };
+            let half = |l: usize| {
+                if l.is_multiple_of(2) {
+                    &self.p2
+                } else {
+                    &self.q2
+                }
+            };
             let bases: Vec<Integer> = (0..8)
                 .map(|l| Integer::from(chunk[l / 2].as_integer() % half(l)))
                 .collect();

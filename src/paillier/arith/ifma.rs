@@ -337,13 +337,14 @@ impl<const N: usize> Powers<N> {
             t.push(next);
         }
         let windows = exp_bits.div_ceil(4) as usize;
-        let exp_bytes: Vec<Vec<u8>> = exps
-            .iter()
-            .map(|e| e.to_digits::<u8>(Order::Lsf))
-            .collect();
+        let exp_bytes: Vec<Vec<u8>> = exps.iter().map(|e| e.to_digits::<u8>(Order::Lsf)).collect();
         let nibble = |lane: usize, w: usize| -> u64 {
             let byte = exp_bytes[lane].get(w / 2).copied().unwrap_or(0);
-            u64::from(if w.is_multiple_of(2) { byte & 15 } else { byte >> 4 })
+            u64::from(if w.is_multiple_of(2) {
+                byte & 15
+            } else {
+                byte >> 4
+            })
         };
         let (mut acc, mut spare, mut x) = (self.one.clone(), Lanes::zero(), Lanes::zero());
         for w in (0..windows).rev() {

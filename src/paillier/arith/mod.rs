@@ -117,7 +117,11 @@ pub(crate) fn powers(moduli: [&Integer; 8]) -> Option<Box<dyn Pow8>> {
     if !ifma::available() {
         return None;
     }
-    let bits = moduli.iter().map(|m| m.significant_bits()).max().unwrap_or(0);
+    let bits = moduli
+        .iter()
+        .map(|m| m.significant_bits())
+        .max()
+        .unwrap_or(0);
     match ifma::digits_for(bits) {
         0..=10 => boxed::<10>(moduli),
         11..=20 => boxed::<20>(moduli),
