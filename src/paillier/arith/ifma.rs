@@ -178,78 +178,6 @@ impl<const N: usize> Ctx<N> {
     }
 }
 
-impl<const N: usize> Ctx<N> {
-    /// out ← a²·R⁻¹ (mod each lane's m), bit for bit what `mul(a, a)` gives, with the
-    /// symmetric products computed once (about a quarter fewer multiplications).
-    pub(crate) fn square(&self, a: &Lanes<N>, out: &mut Lanes<N>) {
-        assert!(
-            available(),
-            "the IFMA kernel was called without AVX-512 IFMA"
-        );
-        square_kernel(a, self, out);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn square_kernel<const N: usize>(a: &Lanes<N>, ctx: &Ctx<N>, out: &mut Lanes<N>) {
-    // SAFETY: as for `kernel`: `available()` was checked; indices below 2·N + 1.
-    unsafe { ams::<N>(a, ctx, out) }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn square_kernel<const N: usize>(_: &Lanes<N>, _: &Ctx<N>, _: &mut Lanes<N>) {}
-
-/// Almost-Montgomery squaring: the off-diagonal products once, doubled, the diagonal, then the
-/// same reduction as `amm` (so the digits, and the output, are the same as `amm(a, a)`'s).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[allow(clippy::needless_range_loop)]
-unsafe fn ams<const N: usize>(a: &Lanes<N>, ctx: &Ctx<N>, out: &mut Lanes<N>) {
-    use std::arch::x86_64::*;
-
-    let zero = _mm512_setzero_si512();
-    let mask = _mm512_set1_epi64(MASK as i64);
-    let k0 = _mm512_loadu_si512(ctx.k0.as_ptr().cast());
-    let mut acc = [zero; 2 * MAX_DIGITS + 1];
-    // Each acc[k] gathers at most 2N products of 52 bits: below 2^60 for N ≤ 120, so doubling
-    // and the reduction's 2N more terms stay below 2^64.
-    for i in 0..N {
-        let ai = _mm512_loadu_si512(a.0[i].as_ptr().cast());
-        for j in i + 1..N {
-            let aj = _mm512_loadu_si512(a.0[j].as_ptr().cast());
-            acc[i + j] = _mm512_madd52lo_epu64(acc[i + j], ai, aj);
-            acc[i + j + 1] = _mm512_madd52hi_epu64(acc[i + j + 1], ai, aj);
-        }
-    }
-    for k in 0..2 * N {
-        acc[k] = _mm512_slli_epi64(acc[k], 1);
-    }
-    for i in 0..N {
-        let ai = _mm512_loadu_si512(a.0[i].as_ptr().cast());
-        acc[2 * i] = _mm512_madd52lo_epu64(acc[2 * i], ai, ai);
-        acc[2 * i + 1] = _mm512_madd52hi_epu64(acc[2 * i + 1], ai, ai);
-    }
-    for i in 0..N {
-        let t = acc[i];
-        let q = _mm512_madd52lo_epu64(zero, t, k0);
-        let m0 = _mm512_loadu_si512(ctx.m.0[0].as_ptr().cast());
-        let t = _mm512_madd52lo_epu64(t, m0, q);
-        let next = _mm512_madd52hi_epu64(acc[i + 1], m0, q);
-        acc[i + 1] = _mm512_add_epi64(next, _mm512_srli_epi64(t, 52));
-        for j in 1..N {
-            let mj = _mm512_loadu_si512(ctx.m.0[j].as_ptr().cast());
-            acc[i + j] = _mm512_madd52lo_epu64(acc[i + j], mj, q);
-            acc[i + j + 1] = _mm512_madd52hi_epu64(acc[i + j + 1], mj, q);
-        }
-    }
-    let mut carry = zero;
-    for j in 0..N {
-        let d = _mm512_add_epi64(acc[N + j], carry);
-        carry = _mm512_srli_epi64(d, 52);
-        _mm512_storeu_si512(out.0[j].as_mut_ptr().cast(), _mm512_and_si512(d, mask));
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 fn kernel<const N: usize>(a: &Lanes<N>, b: &Lanes<N>, ctx: &Ctx<N>, out: &mut Lanes<N>) {
     // SAFETY: callers checked `available()`: the CPU has AVX-512 F and IFMA, the only features
@@ -421,7 +349,7 @@ impl<const N: usize> Powers<N> {
         let (mut acc, mut spare, mut x) = (self.one.clone(), Lanes::zero(), Lanes::zero());
         for w in (0..windows).rev() {
             for _ in 0..4 {
-                self.ctx.square(&acc, &mut spare);
+                self.ctx.mul(&acc, &acc, &mut spare);
                 std::mem::swap(&mut acc, &mut spare);
             }
             let d: [u64; LANES] = std::array::from_fn(|lane| nibble(lane, w));
@@ -453,27 +381,8 @@ impl<const N: usize> Drop for Powers<N> {
     }
 }
 
-/// x ← t[d_l] in every lane l, reading every entry of `t` (masks, no index by d); compiled for
-/// AVX-512 where the kernel runs (8 lanes: one zmm per digit), plain elsewhere.
+/// x ← t[d_l] in every lane l, reading every entry of `t` (masks, no index by d).
 fn select<const N: usize>(t: &[Lanes<N>], d: &[u64; LANES], x: &mut Lanes<N>) {
-    #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: `available()` checked that the CPU has AVX-512 F, the only feature
-        // `select_avx512` is compiled for; it is safe Rust otherwise.
-        unsafe { select_avx512(t, d, x) };
-        return;
-    }
-    select_plain(t, d, x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn select_avx512<const N: usize>(t: &[Lanes<N>], d: &[u64; LANES], x: &mut Lanes<N>) {
-    select_plain(t, d, x);
-}
-
-#[inline(always)]
-fn select_plain<const N: usize>(t: &[Lanes<N>], d: &[u64; LANES], x: &mut Lanes<N>) {
     for xj in x.0.iter_mut() {
         *xj = [0; LANES];
     }
@@ -562,10 +471,6 @@ mod tests {
             lb.set(l, b[l]);
         }
         ctx.mul(&la, &lb, &mut out);
-        let (mut sq, mut mm) = (Lanes::<N>::zero(), Lanes::<N>::zero());
-        ctx.square(&la, &mut sq);
-        ctx.mul(&la, &la, &mut mm);
-        assert_eq!(sq, mm, "a square differs from the product");
         for l in 0..LANES {
             let m = ms[l];
             let got = out.get(l);
@@ -617,16 +522,6 @@ mod tests {
         ];
         let v: Vec<&Integer> = vals.iter().collect();
         let ms = [&m; LANES];
-        // Squaring gives mul(a, a) bit for bit.
-        let ctx = Ctx::<80>::uniform(&m).unwrap();
-        let mut a = Lanes::<80>::zero();
-        for (l, x) in vals.iter().enumerate() {
-            a.set(l, x);
-        }
-        let (mut sq, mut mm) = (Lanes::zero(), Lanes::zero());
-        ctx.square(&a, &mut sq);
-        ctx.mul(&a, &a, &mut mm);
-        assert_eq!(sq, mm);
         check::<80>(
             ms,
             v.clone().try_into().unwrap(),
