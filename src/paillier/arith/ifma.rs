@@ -381,8 +381,27 @@ impl<const N: usize> Drop for Powers<N> {
     }
 }
 
-/// x ← t[d_l] in every lane l, reading every entry of `t` (masks, no index by d).
+/// x ← t[d_l] in every lane l, reading every entry of `t` (masks, no index by d); compiled for
+/// AVX-512 where the kernel runs (8 lanes: one zmm per digit), plain elsewhere.
 fn select<const N: usize>(t: &[Lanes<N>], d: &[u64; LANES], x: &mut Lanes<N>) {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: `available()` checked that the CPU has AVX-512 F, the only feature
+        // `select_avx512` is compiled for; it is safe Rust otherwise.
+        unsafe { select_avx512(t, d, x) };
+        return;
+    }
+    select_plain(t, d, x);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn select_avx512<const N: usize>(t: &[Lanes<N>], d: &[u64; LANES], x: &mut Lanes<N>) {
+    select_plain(t, d, x);
+}
+
+#[inline(always)]
+fn select_plain<const N: usize>(t: &[Lanes<N>], d: &[u64; LANES], x: &mut Lanes<N>) {
     for xj in x.0.iter_mut() {
         *xj = [0; LANES];
     }
