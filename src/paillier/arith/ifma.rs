@@ -337,7 +337,8 @@ impl<const N: usize> Powers<N> {
             t.push(next);
         }
         let windows = exp_bits.div_ceil(4) as usize;
-        let exp_bytes: Vec<Vec<u8>> = exps.iter().map(|e| e.to_digits::<u8>(Order::Lsf)).collect();
+        let mut exp_bytes: Vec<Vec<u8>> =
+            exps.iter().map(|e| e.to_digits::<u8>(Order::Lsf)).collect();
         let nibble = |lane: usize, w: usize| -> u64 {
             let byte = exp_bytes[lane].get(w / 2).copied().unwrap_or(0);
             u64::from(if w.is_multiple_of(2) {
@@ -363,6 +364,8 @@ impl<const N: usize> Powers<N> {
             plain_one.0[0][lane] = 1;
         }
         self.ctx.mul(&acc, &plain_one, &mut spare);
+        // The exponents are secret: their bytes are wiped (best effort).
+        zeroize::Zeroize::zeroize(&mut exp_bytes);
         std::array::from_fn(|lane| spare.get(lane) % &self.moduli[lane])
     }
 }
