@@ -83,5 +83,67 @@ fn primitives(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, primitives);
+/// The batch paths (the AVX-512 IFMA kernel where the CPU has it, GMP otherwise, as the
+/// benchmark's name says) beside GMP's one-by-one paths, in the same run.
+fn batches(c: &mut Criterion) {
+    let key = key_2048();
+    let pk = key.public_key();
+    let arith = cipherlake::paillier::arith::kernel();
+    println!("batch paths: {arith}");
+    let values: Vec<i128> = (0..8).map(|i| i * 1000 - 3).collect();
+    let cts = pk.encrypt_many_i128(&values).unwrap();
+    let refs: Vec<&cipherlake::paillier::Ciphertext> = cts.iter().collect();
+    let m = pk.modulus();
+    let bytes: Vec<Vec<u8>> = (0..1024)
+        .map(|i| {
+            let mut b = vec![0u8; m.width()];
+            cts[i % 8].write_le(&mut b);
+            b
+        })
+        .collect();
+    let slices: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+
+    let mut g = c.benchmark_group("batches_2048");
+    g.throughput(Throughput::Elements(8));
+    g.bench_function("encrypt_8_batch", |b| {
+        b.iter(|| pk.encrypt_many_i128(black_box(&values)).unwrap())
+    });
+    g.bench_function("encrypt_8_one_by_one", |b| {
+        b.iter(|| {
+            for v in &values {
+                black_box(pk.encrypt_i128(*v).unwrap());
+            }
+        })
+    });
+    g.bench_function("decrypt_8_batch", |b| {
+        b.iter(|| key.decrypt_raw_many(black_box(&refs)))
+    });
+    g.bench_function("decrypt_8_one_by_one", |b| {
+        b.iter(|| {
+            for c in &refs {
+                black_box(key.decrypt_raw(c));
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(slices.len() as u64));
+    g.bench_function("sum_1024_batch", |b| {
+        b.iter(|| {
+            let mut s = cipherlake::paillier::Sum::new();
+            s.add_all_le(m, black_box(&slices)).unwrap();
+            s
+        })
+    });
+    g.bench_function("sum_1024_one_by_one", |b| {
+        b.iter(|| {
+            let mut s = cipherlake::paillier::Sum::new();
+            for v in &slices {
+                s.add_le(m, black_box(v)).unwrap();
+            }
+            s
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, primitives, batches);
 criterion_main!(benches);
