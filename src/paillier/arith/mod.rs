@@ -7,6 +7,22 @@
 mod gmp;
 mod ifma;
 
+/// `$f::<N>(args…)` for the digit count N that fits a modulus of `$bits` bits (one of the
+/// sizes the kernel is built for: n of 512 to 3,072 bits and their squares), or None.
+macro_rules! by_digits {
+    ($bits:expr, $f:ident($($arg:expr),*)) => {
+        match ifma::digits_for($bits) {
+            0..=10 => $f::<10>($($arg),*),
+            11..=20 => $f::<20>($($arg),*),
+            21..=40 => $f::<40>($($arg),*),
+            41..=60 => $f::<60>($($arg),*),
+            61..=79 => $f::<79>($($arg),*),
+            80..=119 => $f::<119>($($arg),*),
+            _ => None,
+        }
+    };
+}
+
 use rug::Integer;
 
 /// Modular arithmetic on residues mod m (m = n², odd). Operands are reduced (0 ≤ x < m).
@@ -54,13 +70,7 @@ pub(crate) fn batch_product(m: &Integer) -> Option<Box<dyn BatchProduct>> {
     if !ifma::available() {
         return None;
     }
-    match ifma::digits_for(m.significant_bits()) {
-        0..=20 => boxed::<20>(m),
-        21..=40 => boxed::<40>(m),
-        41..=79 => boxed::<79>(m),
-        80..=119 => boxed::<119>(m),
-        _ => None,
-    }
+    by_digits!(m.significant_bits(), boxed(m))
 }
 
 /// Fixed-base powers of 8 exponents at a time (DJN encryption).
@@ -87,13 +97,7 @@ pub(crate) fn fixed_base_pow8(
     if !ifma::available() {
         return None;
     }
-    match ifma::digits_for(m.significant_bits()) {
-        0..=20 => boxed::<20>(rows, m),
-        21..=40 => boxed::<40>(rows, m),
-        41..=79 => boxed::<79>(rows, m),
-        80..=119 => boxed::<119>(rows, m),
-        _ => None,
-    }
+    by_digits!(m.significant_bits(), boxed(rows, m))
 }
 
 /// Constant-time exponentiation of 8 bases to 8 secret exponents, each lane modulo its own m.
@@ -122,14 +126,7 @@ pub(crate) fn powers(moduli: [&Integer; 8]) -> Option<Box<dyn Pow8>> {
         .map(|m| m.significant_bits())
         .max()
         .unwrap_or(0);
-    match ifma::digits_for(bits) {
-        0..=10 => boxed::<10>(moduli),
-        11..=20 => boxed::<20>(moduli),
-        21..=40 => boxed::<40>(moduli),
-        41..=60 => boxed::<60>(moduli),
-        61..=79 => boxed::<79>(moduli),
-        _ => None,
-    }
+    by_digits!(bits, boxed(moduli))
 }
 
 /// The arithmetic in use for products of many ciphertexts: "AVX-512 IFMA" or "GMP".
