@@ -18,7 +18,7 @@ use rug::Integer;
 
 /// Numbers per call.
 pub(crate) const LANES: usize = 8;
-/// The most digits supported (3072-bit n: n² of 6144 bits, 119 digits, padded to 120).
+/// The most digits the kernel's accumulator holds (3072-bit n: n² of 6,144 bits needs 119).
 pub(crate) const MAX_DIGITS: usize = 120;
 const MASK: u64 = (1 << 52) - 1;
 
@@ -159,9 +159,9 @@ impl<const N: usize> Ctx<N> {
         Self::new([modulus; LANES])
     }
 
-    /// R mod m, for lane 0's modulus, where R = 2^(52·N).
+    /// R^k mod `modulus`, where R = 2^(52·N).
     pub(crate) fn r_power(&self, modulus: &Integer, k: u64) -> Integer {
-        // 2^(52·N·k) mod m; a positive exponent and an odd modulus: pow_mod cannot fail.
+        // 2^(52·N·k) mod m; a non-negative exponent and an odd modulus: pow_mod cannot fail.
         let e = Integer::from(52 * N as u64) * k;
         Integer::from(2)
             .pow_mod(&e, modulus)
