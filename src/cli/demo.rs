@@ -253,7 +253,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                         size,
                         result.batches(),
                     ))?;
-                    ledger::check(request, &checked.cells, &past, &policy, None)?;
+                    ledger::check(request, &checked.cells, &past, &policy, None, &th.parties)?;
                     smallest = checked
                         .cells
                         .iter()
@@ -297,7 +297,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                     // The release goes into the ledger, signed by the hospital.
                     let key =
                         OwnerKey::load(&owners.join(format!("{}.signing.json", share.party())))?;
-                    ledger.enter(&roster, &key, request, &cells, &policy, None)?;
+                    ledger.enter(&roster, &key, request, &cells, &policy, None, &th.parties)?;
                 }
                 sealed.push((result, ps, request));
             }

@@ -280,10 +280,15 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     // A release goes into the consortium's ledger before it is logged here; if it cannot, the
     // partials are withdrawn (a release the other hospitals cannot see is not made).
     if let (Ok(_), Some(l), Some(r)) = (&outcome, &ledger, &request) {
-        match l
-            .ledger
-            .enter(&l.roster, &l.key, r, &provenance, &policy, noise.as_ref())
-        {
+        match l.ledger.enter(
+            &l.roster,
+            &l.key,
+            r,
+            &provenance,
+            &policy,
+            noise.as_ref(),
+            &cipherlake::paillier::threshold::params(&pk)?.parties,
+        ) {
             Ok(h) => {
                 event["ledger"] = json!(l.ledger.path().display().to_string());
                 event["ledger_head"] = json!(h.to_string());
@@ -480,7 +485,8 @@ impl PartyLedger {
                 &past,
             )?),
         };
-        ledger::check(request, cells, &past, policy, noise.as_ref())?;
+        let parties = &cipherlake::paillier::threshold::params(pk)?.parties;
+        ledger::check(request, cells, &past, policy, noise.as_ref(), parties)?;
         if !global.quiet {
             eprintln!(
                 "  ledger {}: {} earlier release(s), none within {} rows of a cell (checked in {:.2} s)",
@@ -560,7 +566,7 @@ fn cell_noise(
         .map(|c| {
             let key = (c.column.clone(), c.row);
             let m = mechanisms[&key];
-            let n = match ledger::pinning(&request.request_id, c, &m, past) {
+            let n = match ledger::pinning(&request.request_id, c, &m, past, &th.parties) {
                 Some((seq, earlier)) => CellNoise {
                     mechanism: m,
                     noise: earlier.noise.clone(),

@@ -213,6 +213,23 @@ impl Ledger {
                 entry.party
             )));
         }
+        // A ledger's ε counts against budgets: a mechanism no hospital could have drawn for (a
+        // negative or infinite ε, a sensitivity of 0) is a forged entry.
+        for c in &entry.cells {
+            if let Some(n) = &c.noise {
+                let m = &n.mechanism;
+                if Mechanism::new(m.epsilon, m.sensitivity, m.parties).is_err() {
+                    return Err(self.chain.error(format!(
+                        "{at}: row {}, column `{}` claims a noise mechanism no hospital draws (ε {}, sensitivity {}, {} parties)",
+                        c.row + 1,
+                        crate::error::preview(&c.column),
+                        m.epsilon,
+                        m.sensitivity,
+                        m.parties
+                    )));
+                }
+            }
+        }
         let row_sets = entry
             .cells
             .iter()
@@ -292,6 +309,7 @@ impl Ledger {
 impl Ledger {
     /// Enters the release of `request`'s `cells` by `key`'s owner, under the ledger's lock, if
     /// the differencing rule still holds against every release in it then; returns the new head.
+    #[allow(clippy::too_many_arguments)]
     pub fn enter(
         &self,
         roster: &Roster,
@@ -300,6 +318,7 @@ impl Ledger {
         cells: &[CellProvenance],
         policy: &Policy,
         noise: Option<&NoiseMap>,
+        parties: &[String],
     ) -> Result<Head> {
         let snapshot = snapshot(request.files.iter().map(|f| f.signature.sha256.as_str()));
         let mut entry = Entry::new(
@@ -312,7 +331,7 @@ impl Ledger {
         );
         entry.requester = Some(request.recipient.clone());
         self.append(roster, key, &entry, |past| {
-            check(request, cells, past, policy, noise)
+            check(request, cells, past, policy, noise, parties)
         })
     }
 }
@@ -406,6 +425,7 @@ pub fn check(
     past: &[Release],
     policy: &Policy,
     noise: Option<&NoiseMap>,
+    parties: &[String],
 ) -> Result<()> {
     let id = &request.request_id;
     let mut reasons = differencing(id, cells, past, policy.min_rows);
@@ -420,7 +440,7 @@ pub fn check(
                 ));
                 continue;
             };
-            if let Some((seq, earlier)) = pinning(id, c, &n.mechanism, past) {
+            if let Some((seq, earlier)) = pinning(id, c, &n.mechanism, past, parties) {
                 if earlier.noise != n.noise {
                     reasons.push(format!(
                         "row {}, column `{}`: its rows were released with other noise (ledger entry {seq}) since this party chose its noise; partially decrypt again",
@@ -473,24 +493,35 @@ pub fn check(
 /// The noise of an earlier release (of another request than `request_id`) of the same rows of
 /// the same measure under the same mechanism, if any, with the ledger entry where it was first
 /// drawn: a repeated request over the same lake snapshot gets the same noisy answer, so that
-/// repeating it averages nothing away. Only a release that at least `mechanism.parties`
-/// distinct parties entered with that noise counts: one of them is then honest and checked that
-/// its own share is in it (or that it was pinned in turn), so that t − 1 colluders cannot make
-/// hospitals decrypt with noise they know by entering a release of their own.
+/// repeating it averages nothing away. Only a release that at least `mechanism.parties` of the
+/// key's `parties` entered with that very cell (measure, mechanism, rows and noise) counts: one
+/// of them is then honest and checked that its own share is in it (or that it was pinned in
+/// turn), so that t − 1 colluders can neither make hospitals decrypt with noise they know nor
+/// move an honest release's noise onto other rows.
 pub fn pinning<'a>(
     request_id: &str,
     cell: &CellProvenance,
     mechanism: &Mechanism,
     past: &'a [Release],
+    parties: &[String],
 ) -> Option<(u64, &'a CellNoise)> {
+    let same = |p: &Cell, rows: &RowSet, n: &CellNoise| {
+        p.measure == cell.measure
+            && n.mechanism == *mechanism
+            && size(rows) == size(&cell.row_set)
+            && difference(rows, &cell.row_set) == 0
+    };
     let entered_by = |r: &Release, p: &Cell, n: &CellNoise| {
         past.iter()
             .filter(|o| o.entry.request_id == r.entry.request_id)
+            .filter(|o| parties.contains(&o.entry.party))
             .filter(|o| {
-                o.entry.cells.iter().any(|q| {
+                o.entry.cells.iter().zip(&o.row_sets).any(|(q, rows)| {
                     q.row == p.row
                         && q.column == p.column
-                        && q.noise.as_ref().is_some_and(|m| m.noise == n.noise)
+                        && q.noise
+                            .as_ref()
+                            .is_some_and(|m| m.noise == n.noise && same(q, rows, m))
                 })
             })
             .map(|o| o.entry.party.as_str())
@@ -502,49 +533,21 @@ pub fn pinning<'a>(
         .find_map(|r| {
             r.entry.cells.iter().zip(&r.row_sets).find_map(|(p, rows)| {
                 let n = p.noise.as_ref()?;
-                (p.measure == cell.measure
-                    && n.mechanism == *mechanism
-                    && size(rows) == size(&cell.row_set)
-                    && difference(rows, &cell.row_set) == 0
-                    && entered_by(r, p, n) >= mechanism.parties as usize)
+                (same(p, rows, n) && entered_by(r, p, n) >= mechanism.parties as usize)
                     .then(|| (n.pinned.unwrap_or(r.seq), n))
             })
         })
 }
 
-/// ε spent per lake row: per file (SHA-256), per row number.
-#[derive(Default)]
-struct Spent(BTreeMap<String, Vec<f64>>);
-
-impl Spent {
-    fn add(&mut self, rows: &RowSet, epsilon: f64) {
-        for (sha, bits) in rows {
-            let v = self.0.entry(sha.clone()).or_default();
-            let need = bits.max().map_or(0, |m| m as usize + 1);
-            if v.len() < need {
-                v.resize(need, 0.0);
-            }
-            for r in bits {
-                v[r as usize] += epsilon;
-            }
-        }
-    }
-
-    fn of(&self, sha: &str, row: u32) -> f64 {
-        self.0
-            .get(sha)
-            .and_then(|v| v.get(row as usize))
-            .copied()
-            .unwrap_or(0.0)
-    }
-}
-
 /// The differential-privacy budget: every lake row (patient) accumulates the ε of each noisy
 /// cell it contributes to (sequential composition; cells with disjoint rows cost a row once),
-/// over every release in the ledger within `dp.window_days` (one release entered by several
-/// hospitals counts once; a pinned cell repeats an answer and costs nothing). A request that
-/// would take a row past `dp.budget`, or past `dp.budget_per_requester` over the releases to
-/// `requester`, is refused. Returns the reasons.
+/// over every release in the ledger within `dp.window_days`. A release entered by several
+/// hospitals counts once per cell, over the union of the rows its entries name (so that an
+/// entry a colluder makes first, with fewer rows, does not lower the charge), and this
+/// hospital's own rows of a cell are charged whatever other entries of the request say; a
+/// pinned cell repeats an answer and costs nothing. A request that would take a row past
+/// `dp.budget`, or past `dp.budget_per_requester` over the releases any of whose entries name
+/// `requester`, is refused. Only the rows of this request are tallied. Returns the reasons.
 pub fn budget(
     request_id: &str,
     requester: Option<&str>,
@@ -554,37 +557,67 @@ pub fn budget(
     dp: &Dp,
     now: u64,
 ) -> Vec<String> {
+    use std::collections::HashMap;
     let since = dp
         .window_days
         .map_or(0, |d| now.saturating_sub(d.saturating_mul(86_400)));
-    let (mut all, mut theirs) = (Spent::default(), Spent::default());
-    let mut counted = std::collections::HashSet::new();
-    let mut releases = std::collections::HashSet::new();
+    // Per earlier (request, column, row): the union of its entries' rows, the largest ε, and
+    // whether an entry names this requester.
+    type Charge = (RowSet, f64, bool);
+    let mut charges: HashMap<(&str, &str, u64), Charge> = HashMap::new();
     for r in past.iter().filter(|r| r.entry.released_at >= since) {
+        let theirs = requester.is_some() && r.entry.requester.as_deref() == requester;
         for (c, rows) in r.entry.cells.iter().zip(&r.row_sets) {
             let Some(n) = c.noise.as_ref().filter(|n| n.pinned.is_none()) else {
                 continue;
             };
-            if !counted.insert((r.entry.request_id.as_str(), c.column.as_str(), c.row)) {
-                continue;
+            let e = charges
+                .entry((r.entry.request_id.as_str(), c.column.as_str(), c.row))
+                .or_insert_with(|| (RowSet::new(), 0.0, false));
+            for (sha, bits) in rows {
+                *e.0.entry(sha.clone()).or_default() |= bits;
             }
-            releases.insert(r.entry.request_id.as_str());
-            all.add(rows, n.mechanism.epsilon);
-            if requester.is_some() && r.entry.requester.as_deref() == requester {
-                theirs.add(rows, n.mechanism.epsilon);
-            }
+            e.1 = e.1.max(n.mechanism.epsilon);
+            e.2 |= theirs;
         }
     }
-    let mut new = Spent::default();
+    // What this request adds, per row it touches.
+    let mut new: HashMap<(&str, u32), f64> = HashMap::new();
+    let mut touched: BTreeMap<&str, RoaringBitmap> = BTreeMap::new();
     for c in cells {
         let Some(n) = noise.get(&(c.column.clone(), c.row)) else {
             continue;
         };
-        if n.pinned.is_some() || counted.contains(&(request_id, c.column.as_str(), c.row)) {
+        if n.pinned.is_some() {
             continue;
         }
-        new.add(&c.row_set, n.mechanism.epsilon);
+        let already = charges.get(&(request_id, c.column.as_str(), c.row));
+        for (sha, bits) in &c.row_set {
+            let mut bits = bits.clone();
+            if let Some(rows) = already.and_then(|a| a.0.get(sha)) {
+                bits -= rows;
+            }
+            for r in &bits {
+                *new.entry((sha.as_str(), r)).or_default() += n.mechanism.epsilon;
+            }
+            *touched.entry(sha.as_str()).or_default() |= bits;
+        }
     }
+    // What earlier releases spent on those rows (only those).
+    type PerRow<'a> = HashMap<(&'a str, u32), f64>;
+    let (mut all, mut theirs): (PerRow, PerRow) = Default::default();
+    for (rows, epsilon, named) in charges.values() {
+        for (sha, t) in &touched {
+            let Some(bits) = rows.get(*sha) else { continue };
+            for r in &(bits & t) {
+                *all.entry((sha, r)).or_default() += epsilon;
+                if *named {
+                    *theirs.entry((sha, r)).or_default() += epsilon;
+                }
+            }
+        }
+    }
+    let releases: std::collections::HashSet<&str> = charges.keys().map(|k| k.0).collect();
     let mut reasons = Vec::new();
     let limits = [
         (Some(dp.budget), &all, "budget", ""),
@@ -599,15 +632,13 @@ pub fn budget(
         let Some(limit) = limit else { continue };
         let mut over = 0u64;
         let mut worst: Option<(f64, f64, &str, u32)> = None;
-        for (sha, v) in &new.0 {
-            for (r, &add) in v.iter().enumerate().filter(|(_, &a)| a > 0.0) {
-                let before = spent.of(sha, r as u32);
-                // A tolerance for the sums of floating-point ε.
-                if before + add > limit * (1.0 + 1e-9) {
-                    over += 1;
-                    if worst.is_none_or(|w| before + add > w.0 + w.1) {
-                        worst = Some((before, add, sha, r as u32));
-                    }
+        for (&(sha, r), &add) in &new {
+            let before = spent.get(&(sha, r)).copied().unwrap_or(0.0);
+            // A tolerance for the sums of floating-point ε.
+            if before + add > limit * (1.0 + 1e-9) {
+                over += 1;
+                if worst.is_none_or(|w| before + add > w.0 + w.1) {
+                    worst = Some((before, add, sha, r));
                 }
             }
         }
@@ -741,10 +772,14 @@ pub fn suppress_complements(
                 continue;
             };
             let hidden = members.iter().filter(|k| suppressed.contains(**k)).count();
-            let rest = values[0] - values[1..].iter().sum::<i128>();
+            // Values a noisy share made huge may overflow: then the remainder is taken as small.
+            let rest = values[1..]
+                .iter()
+                .try_fold(values[0], |acc, v| acc.checked_sub(*v));
+            let small = rest.is_none_or(|rest| rest > 0 && rest < i128::from(min_rows));
             let derivable = match (hidden, r.rest) {
                 (1, 0) => true,
-                (0, rest_rows) if rest_rows > 0 => rest > 0 && rest < i128::from(min_rows),
+                (0, rest_rows) if rest_rows > 0 => small,
                 _ => false,
             };
             if !derivable {
@@ -974,6 +1009,143 @@ mod tests {
                 a.values().next().cloned().unwrap_or_default()
             );
         }
+    }
+
+    /// A noisy release of `cell` by `party` for `request`, as read back from a ledger.
+    fn noisy(
+        seq: u64,
+        party: &str,
+        request: &str,
+        c: &CellProvenance,
+        eps: f64,
+        n: u32,
+    ) -> Release {
+        let noise: NoiseMap = [(
+            (c.column.clone(), c.row),
+            CellNoise {
+                mechanism: Mechanism::new(eps, 1, 2).unwrap(),
+                noise: rug::Integer::from(n),
+                pinned: None,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let mut entry = Entry::new(
+            party,
+            request,
+            "S",
+            snapshot(["f"]),
+            std::slice::from_ref(c),
+            Some(&noise),
+        );
+        entry.requester = Some("req".into());
+        Release {
+            seq,
+            row_sets: vec![c.row_set.clone()],
+            entry,
+        }
+    }
+
+    fn dp(budget: f64) -> Dp {
+        Dp {
+            epsilon: 1.0,
+            budget,
+            budget_per_requester: None,
+            window_days: None,
+            sensitivity: Default::default(),
+        }
+    }
+
+    #[test]
+    fn pinned_noise_needs_t_parties_entering_that_very_cell() {
+        let parties: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let m = Mechanism::new(1.0, 1, 2).unwrap();
+        let s = cell(0, "cost", &[("f", 0..20)]);
+        let wider = cell(0, "cost", &[("f", 0..40)]);
+        // a and c released R1 over rows 0..20 with noise 7; colluder b enters R1's cell with
+        // the same noise over rows 0..40.
+        let past = vec![
+            noisy(0, "a", "r1", &s, 1.0, 7),
+            noisy(1, "c", "r1", &s, 1.0, 7),
+            noisy(2, "b", "r1", &wider, 1.0, 7),
+        ];
+        assert_eq!(pinning("r2", &s, &m, &past, &parties).map(|p| p.0), Some(0));
+        assert!(pinning("r2", &wider, &m, &past, &parties).is_none());
+        // Entries by owners who hold no key share do not count either.
+        let past = vec![
+            noisy(0, "a", "r1", &s, 1.0, 7),
+            noisy(1, "z", "r1", &s, 1.0, 7),
+        ];
+        assert!(pinning("r2", &s, &m, &past, &parties).is_none());
+    }
+
+    #[test]
+    fn the_budget_charges_every_row_of_a_release_whatever_entry_comes_first() {
+        let s = cell(0, "cost", &[("f", 0..20)]);
+        let empty = cell(0, "cost", &[]);
+        let noise: NoiseMap = [(
+            ("total".to_owned(), 0),
+            CellNoise {
+                mechanism: Mechanism::new(1.0, 1, 2).unwrap(),
+                noise: rug::Integer::from(7),
+                pinned: None,
+            },
+        )]
+        .into_iter()
+        .collect();
+        // A colluder entered this very request first, with no rows: this hospital's rows are
+        // charged all the same.
+        let past = vec![noisy(0, "b", "r9", &empty, 1.0, 7)];
+        let r = budget(
+            "r9",
+            Some("req"),
+            std::slice::from_ref(&s),
+            &noise,
+            &past,
+            &dp(0.5),
+            0,
+        );
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(r[0].starts_with("20 lake row(s) would exceed"), "{r:?}");
+        // Another request over the same rows, entered by one party with fewer rows and by
+        // another with all: the union is charged.
+        let past = vec![
+            noisy(0, "b", "r1", &cell(0, "cost", &[("f", 0..5)]), 1.0, 7),
+            noisy(1, "a", "r1", &s, 1.0, 7),
+        ];
+        let r = budget(
+            "r2",
+            Some("req"),
+            std::slice::from_ref(&s),
+            &noise,
+            &past,
+            &dp(1.5),
+            0,
+        );
+        assert!(
+            r[0].starts_with("20 lake row(s)") && r[0].contains("ε 1 spent"),
+            "{r:?}"
+        );
+        // A row number near 2³² in the ledger is tallied only if this request touches it.
+        let far = cell(0, "cost", &[("f", u32::MAX - 1..u32::MAX)]);
+        let past = vec![noisy(0, "b", "r1", &far, 1.0, 7)];
+        assert!(budget("r2", None, &[s], &noise, &past, &dp(1.0), 0).is_empty());
+    }
+
+    #[test]
+    fn entries_claiming_an_impossible_mechanism_are_refused() {
+        let (_d, ledger, roster, a, _) = setup();
+        let c = cell(0, "cost", &[("f", 0..15)]);
+        let mut bad = noisy(0, "a", "r1", &c, 1.0, 7).entry;
+        if let Some(n) = bad.cells[0].noise.as_mut() {
+            n.mechanism.epsilon = -1e300;
+        }
+        ledger.append(&roster, &a, &bad, |_| Ok(())).unwrap();
+        let e = ledger.read(&roster, None).unwrap_err().to_string();
+        assert!(
+            e.contains("claims a noise mechanism no hospital draws"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -63,6 +63,14 @@ impl Mechanism {
                 "the sensitivity and the number of parties must be at least 1".into(),
             ));
         }
+        // The draws go through f64 and the shares through i64: a scale Δ/ε beyond 10¹² would
+        // leave both.
+        if sensitivity as f64 / epsilon > 1e12 {
+            return Err(Error::Invalid(format!(
+                "a noise scale Δ/ε of {} is beyond 10¹²: raise ε or lower the sensitivity",
+                sensitivity as f64 / epsilon
+            )));
+        }
         Ok(Mechanism {
             epsilon,
             sensitivity,
@@ -98,12 +106,18 @@ impl Mechanism {
         let poisson =
             Poisson::new(mean).map_err(|e| Error::Invalid(format!("noise parameters: {e}")))?;
         let k: f64 = poisson.sample(rng);
+        if !(0.0..4.0e18).contains(&k) {
+            return Err(Error::Invalid(format!(
+                "a noise draw of {k} is out of range"
+            )));
+        }
         Ok(k as u64)
     }
 
     /// One party's share of the noise.
     pub fn share<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<i64> {
         let (x, y) = (self.polya(rng)?, self.polya(rng)?);
+        // Both below 4·10¹⁸ < 2⁶³: the conversions and the difference cannot overflow.
         Ok(x as i64 - y as i64)
     }
 
