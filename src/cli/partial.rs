@@ -245,7 +245,8 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         Some(Arc::new(move |n| pb2.inc(n))),
     ) {
         Err(e) => Err(("refused", anyhow::Error::from(e))),
-        Ok(partial) => write_partial(out, &partial)
+        // Written under a temporary name; in place only once the release is in the ledger.
+        Ok(partial) => write_partial(&out, &partial)
             .map(|()| partial)
             .map_err(|e| ("failed", e)),
     };
@@ -294,9 +295,10 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                 event["ledger_head"] = json!(h.to_string());
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&args.output);
+                // The partials never appear: their temporary file goes with `out`.
+                drop(out);
                 let e = anyhow::Error::from(e).context(format!(
-                    "the release could not be entered in the ledger, so {} was withdrawn",
+                    "the release could not be entered in the ledger, so {} was not written",
                     args.output.display()
                 ));
                 event["decision"] = json!("failed");
@@ -305,6 +307,14 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
                 return Err(e);
             }
         }
+    }
+    let committed = match &outcome {
+        Ok(_) => out.commit().map_err(anyhow::Error::from),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = &committed {
+        event["decision"] = json!("failed");
+        event["reason"] = json!(super::message(e));
     }
     let head = match log.append(event) {
         Ok(head) => head,
@@ -319,6 +329,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<()> {
             )));
         }
     };
+    committed?;
     let partial = outcome.map_err(|(_, e)| e)?;
     if !global.quiet {
         eprintln!(
@@ -388,10 +399,10 @@ fn reverify(
     Ok((result.with_batches(checked.batches), request, checked.cells))
 }
 
-fn write_partial(out: Output, partial: &PartialFile) -> anyhow::Result<()> {
+/// Writes the partials into `out`'s temporary file (committed by the caller).
+fn write_partial(out: &Output, partial: &PartialFile) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(partial)? + "\n";
     out.writer()?.write_all(text.as_bytes())?;
-    out.commit()?;
     Ok(())
 }
 
