@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use rug::Integer;
 
-use super::arith::{backend, batch_product};
+use super::arith::{backend, batch_product, run_products};
 use super::ciphertext::{read_le_into, write_le, Ciphertext};
 use super::modulus::Modulus;
 
@@ -109,6 +109,70 @@ impl Sum {
             product.push_le(v);
         }
         backend().mul_assign(&mut self.acc, &product.finish(n2), n2);
+        Ok(())
+    }
+
+    /// Adds each `(i, bytes)` of `values` to `sums[i]` (the groups of one batch): the groups with
+    /// at least [`KERNEL_MIN`] values each through a kernel product of their own, those with
+    /// at least 4 side by side in the kernel's lanes, the others (and all of them without the
+    /// kernel) one multiplication per value. On a value that is not a ciphertext, why.
+    pub fn add_grouped_le(
+        sums: &mut [Sum],
+        m: &Modulus,
+        values: &[(usize, &[u8])],
+    ) -> Result<(), BadCiphertext> {
+        use std::collections::HashMap;
+        const RUN_MIN: usize = 4;
+        let n2 = m.n_squared();
+        let kernel = values.len() >= KERNEL_MIN && batch_product(n2).is_some();
+        let mut batched: HashMap<usize, Vec<&[u8]>> = HashMap::new();
+        if kernel {
+            let mut counts: HashMap<usize, usize> = HashMap::new();
+            for (g, _) in values {
+                *counts.entry(*g).or_default() += 1;
+            }
+            batched = counts
+                .into_iter()
+                .filter(|&(_, n)| n >= RUN_MIN)
+                .map(|(g, n)| (g, Vec::with_capacity(n)))
+                .collect();
+        }
+        for &(g, bytes) in values {
+            match batched.get_mut(&g) {
+                Some(batch) => batch.push(bytes),
+                None => sums[g].add_le(m, bytes)?,
+            }
+        }
+        let (many, runs): (Vec<_>, Vec<_>) = batched
+            .into_iter()
+            .partition(|(_, b)| b.len() >= KERNEL_MIN);
+        for (g, batch) in many {
+            sums[g].add_all_le(m, &batch).map_err(|(_, why)| why)?;
+        }
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let top = n2.to_digits::<u8>(rug::integer::Order::Lsf);
+        for (_, run) in &runs {
+            for v in run {
+                check_le(v, &top)?;
+            }
+        }
+        let slices: Vec<&[&[u8]]> = runs.iter().map(|(_, r)| r.as_slice()).collect();
+        match run_products(n2, &slices) {
+            Some(products) => {
+                for ((g, _), p) in runs.iter().zip(products) {
+                    backend().mul_assign(&mut sums[*g].acc, &p, n2);
+                }
+            }
+            None => {
+                for (g, run) in &runs {
+                    for v in run {
+                        sums[*g].add_le(m, v)?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -339,6 +403,37 @@ mod tests {
                 proptest::prop_assert_eq!(s.add_all_le(m, &refs), Err((b, "it is not below n²")));
                 proptest::prop_assert_eq!(s, Sum::new());
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+        /// Values spread over groups (some with many values, some with a few, some with one)
+        /// give each group the sum one-by-one addition gives, bit for bit.
+        #[test]
+        fn grouped_batches_equal_one_by_one(groups in proptest::collection::vec(0usize..12, 0..160)) {
+            let key = hazmat::fixture_key_512();
+            let pk = key.public_key();
+            let m = pk.modulus();
+            // Group 0 gets extra values so that one group takes a product of its own.
+            let assignment: Vec<usize> = groups.iter().copied().chain(std::iter::repeat_n(0, 40)).collect();
+            let bytes: Vec<Vec<u8>> = assignment
+                .iter()
+                .enumerate()
+                .map(|(i, _)| {
+                    let mut b = vec![0u8; m.width()];
+                    pk.encrypt(&Integer::from(i as i64)).unwrap().write_le(&mut b);
+                    b
+                })
+                .collect();
+            let values: Vec<(usize, &[u8])> = assignment.iter().zip(&bytes).map(|(g, b)| (*g, b.as_slice())).collect();
+            let mut one = vec![Sum::new(); 12];
+            for (g, b) in &values {
+                one[*g].add_le(m, b).unwrap();
+            }
+            let mut grouped = vec![Sum::new(); 12];
+            Sum::add_grouped_le(&mut grouped, m, &values).unwrap();
+            proptest::prop_assert_eq!(grouped, one);
         }
     }
 

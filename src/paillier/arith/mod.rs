@@ -73,6 +73,19 @@ pub(crate) fn batch_product(m: &Integer) -> Option<Box<dyn BatchProduct>> {
     by_digits!(m.significant_bits(), boxed(m))
 }
 
+/// The products mod `m` of many short runs of values (the groups of a GROUP BY within one
+/// batch), side by side in the IFMA kernel's lanes; None where it is not available or does not
+/// fit m.
+pub(crate) fn run_products(m: &Integer, runs: &[&[&[u8]]]) -> Option<Vec<Integer>> {
+    fn run<const N: usize>(m: &Integer, runs: &[&[&[u8]]]) -> Option<Vec<Integer>> {
+        ifma::run_products::<N>(m, runs)
+    }
+    if !ifma::available() {
+        return None;
+    }
+    by_digits!(m.significant_bits(), run(m, runs))
+}
+
 /// Fixed-base powers of 8 exponents at a time (DJN encryption).
 pub(crate) trait FixedBasePow8: Send + Sync {
     /// base^e mod m for each exponent (little-endian bytes).

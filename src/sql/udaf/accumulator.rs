@@ -11,7 +11,7 @@ use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
 use crate::lake::schema::AggregateValue;
 use crate::lake::values::fixed_size_binary;
-use crate::paillier::{Sum, KERNEL_MIN};
+use crate::paillier::Sum;
 use crate::sql::encrypted::{bad_ciphertext, CipherInput};
 use crate::sql::trace::{self, CellTrace, Trace};
 
@@ -76,37 +76,6 @@ fn for_each_value<'a>(
                 input.name
             )
         }
-    }
-    Ok(())
-}
-
-/// Adds each value to its group's sum: the groups with at least `KERNEL_MIN` values in this
-/// batch all at once (8 at a time where the CPU can), the others one by one.
-fn add_grouped(
-    accs: &mut [Sum],
-    m: &crate::paillier::Modulus,
-    values: &[(usize, &[u8])],
-) -> std::result::Result<(), crate::paillier::BadCiphertext> {
-    let mut many: std::collections::HashMap<usize, Vec<&[u8]>> = Default::default();
-    if values.len() >= KERNEL_MIN {
-        let mut counts: std::collections::HashMap<usize, usize> = Default::default();
-        for (g, _) in values {
-            *counts.entry(*g).or_default() += 1;
-        }
-        many = counts
-            .into_iter()
-            .filter(|&(_, n)| n >= KERNEL_MIN)
-            .map(|(g, n)| (g, Vec::with_capacity(n)))
-            .collect();
-    }
-    for &(g, bytes) in values {
-        match many.get_mut(&g) {
-            Some(batch) => batch.push(bytes),
-            None => accs[g].add_le(m, bytes)?,
-        }
-    }
-    for (g, batch) in many {
-        accs[g].add_all_le(m, &batch).map_err(|(_, why)| why)?;
     }
     Ok(())
 }
@@ -257,7 +226,7 @@ impl CipherSumGroupsAccumulator {
             }
             Ok(())
         })?;
-        add_grouped(accs, m, &values).map_err(|why| bad_ciphertext(&input.name, why))
+        Sum::add_grouped_le(accs, m, &values).map_err(|why| bad_ciphertext(&input.name, why))
     }
 
     fn emit(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
