@@ -372,7 +372,11 @@ pub fn collect(
     let mut product: BTreeMap<(String, u64), Integer> = BTreeMap::new();
     let mut own_found = false;
     for (name, sha, f) in files {
-        let who = format!("noise file {name} (party {})", f.party);
+        // The party as the file claims it, quoted safely until it is checked against the key.
+        let who = format!(
+            "noise file {name} (party {})",
+            crate::error::preview(&f.party)
+        );
         if f.kind != NOISE_KIND || f.version != NOISE_VERSION {
             return Err(bad(format!(
                 "{who}: not a noise file of version {NOISE_VERSION}"
