@@ -11,8 +11,9 @@ pub(crate) struct FixedBaseTable {
     /// rows[i][j - 1] = base^(j · 256^i) mod modulus, for j in 1..=255.
     rows: Vec<Vec<Integer>>,
     modulus: Integer,
-    /// The same table for the IFMA kernel (8 exponents at a time), where the CPU has it.
-    lanes: Option<Box<dyn super::arith::FixedBasePow8>>,
+    /// The same table for the IFMA kernel (8 exponents at a time), where the CPU has it; built
+    /// on the first batch, so that single encryptions never pay for it.
+    lanes: std::sync::OnceLock<Option<Box<dyn super::arith::FixedBasePow8>>>,
 }
 
 impl FixedBaseTable {
@@ -49,11 +50,10 @@ impl FixedBaseTable {
         } else {
             starts.into_par_iter().map(row).collect()
         };
-        let lanes = super::arith::fixed_base_pow8(&rows, modulus);
         FixedBaseTable {
             rows,
             modulus: modulus.clone(),
-            lanes,
+            lanes: std::sync::OnceLock::new(),
         }
     }
 
@@ -65,7 +65,10 @@ impl FixedBaseTable {
 
     /// base^e for 8 exponents at once through the IFMA kernel, or None without it.
     pub(crate) fn pow8(&self, exps: [&[u8]; 8]) -> Option<[Integer; 8]> {
-        self.lanes.as_ref().map(|l| l.pow8(exps))
+        self.lanes
+            .get_or_init(|| super::arith::fixed_base_pow8(&self.rows, &self.modulus))
+            .as_ref()
+            .map(|l| l.pow8(exps))
     }
 
     /// base^e mod modulus for 0 ≤ e < 2^(8 · windows).

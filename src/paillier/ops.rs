@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use rug::Integer;
 
-use super::arith::{backend, batch_product, run_products};
+use super::arith::{backend, batch_product, kernel_fits, run_products};
 use super::ciphertext::{read_le_into, write_le, Ciphertext};
 use super::modulus::Modulus;
 
@@ -124,7 +124,7 @@ impl Sum {
         use std::collections::HashMap;
         const RUN_MIN: usize = 4;
         let n2 = m.n_squared();
-        let kernel = values.len() >= KERNEL_MIN && batch_product(n2).is_some();
+        let kernel = values.len() >= KERNEL_MIN && kernel_fits(n2);
         let mut batched: HashMap<usize, Vec<&[u8]>> = HashMap::new();
         if kernel {
             let mut counts: HashMap<usize, usize> = HashMap::new();

@@ -20,7 +20,7 @@ use rug::Integer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ledger::{suppress_complements, Relation};
+use super::ledger::{suppress_complements, CellKey, Relation};
 use super::noise::{CellNoise, Mechanism, NoiseMap};
 use super::policy::Policy;
 use crate::error::{join_limited, Error, Result};
@@ -285,10 +285,16 @@ fn cell_name(column: &str, row: u64, noise: Option<&CellNoise>) -> Vec<u8> {
 }
 
 /// The ciphertext a party decrypts for `cell`: the cell itself, or `cell · noise`.
-fn noisy(pk: &PublicKey, c: &Ciphertext, noise: Option<&CellNoise>) -> Result<Ciphertext> {
+fn noisy<'a>(
+    pk: &PublicKey,
+    c: &'a Ciphertext,
+    noise: Option<&CellNoise>,
+) -> Result<Cow<'a, Ciphertext>> {
     match noise {
-        None => Ok(c.clone()),
-        Some(n) => Ok(pk.add(c, &pk.ciphertext_from_integer(n.noise.clone())?)),
+        None => Ok(Cow::Borrowed(c)),
+        Some(n) => Ok(Cow::Owned(
+            pk.add(c, &pk.ciphertext_from_integer(n.noise.clone())?),
+        )),
     }
 }
 
@@ -366,14 +372,18 @@ pub fn partial_decrypt_result(
             )));
         }
     }
-    let named: Vec<(Ciphertext, Vec<u8>)> = cells
+    let noises: Vec<Option<&CellNoise>> = cells.iter().map(noise_of).collect::<Result<_>>()?;
+    let decrypted: Vec<Cow<Ciphertext>> = cells
         .iter()
-        .map(|c| {
-            let n = noise_of(c)?;
-            Ok((noisy(pk, &c.ciphertext, n)?, cell_name(&c.column, c.row, n)))
-        })
+        .zip(&noises)
+        .map(|(c, n)| noisy(pk, &c.ciphertext, *n))
         .collect::<Result<_>>()?;
-    let named: Vec<(&Ciphertext, Vec<u8>)> = named.iter().map(|(c, n)| (c, n.clone())).collect();
+    let named: Vec<(&Ciphertext, Vec<u8>)> = cells
+        .iter()
+        .zip(&noises)
+        .zip(&decrypted)
+        .map(|((c, n), d)| (d.as_ref(), cell_name(&c.column, c.row, *n)))
+        .collect();
     let (values, proof) = partial_decrypt_batch(
         pk,
         share,
@@ -385,15 +395,14 @@ pub fn partial_decrypt_result(
         cells: cells
             .iter()
             .zip(values)
-            .map(|(c, value)| {
-                Ok(PartialCell {
-                    column: c.column.clone(),
-                    row: c.row,
-                    value,
-                    noise: noise_of(c)?.cloned(),
-                })
+            .zip(&noises)
+            .map(|((c, value), n)| PartialCell {
+                column: c.column.clone(),
+                row: c.row,
+                value,
+                noise: n.cloned(),
             })
-            .collect::<Result<_>>()?,
+            .collect(),
         proof,
         relations: relations.to_vec(),
     };
@@ -427,8 +436,6 @@ pub fn partial_decrypt_result(
         open,
     })
 }
-
-use super::ledger::CellKey;
 
 /// One party's verified partial decryptions.
 struct VerifiedParty {
@@ -594,7 +601,7 @@ fn verify_party(
     let items: Vec<(&Ciphertext, &Integer, Vec<u8>)> = decrypted
         .iter()
         .zip(names)
-        .map(|((c, pc), name)| (c, &pc.value, name))
+        .map(|((c, pc), name)| (c.as_ref(), &pc.value, name))
         .collect();
     if !items.is_empty() {
         let proof = partials

@@ -61,6 +61,12 @@ impl<const N: usize> BatchProduct for ifma::Product<N> {
     }
 }
 
+/// Whether the IFMA kernel runs here and fits modulus `m`.
+pub(crate) fn kernel_fits(m: &Integer) -> bool {
+    // 119 digits: the largest size `by_digits!` dispatches.
+    ifma::available() && ifma::digits_for(m.significant_bits()) <= 119
+}
+
 /// A product mod `m` through the IFMA kernel, or None where it is not available (no AVX-512
 /// IFMA, `CIPHERLAKE_ARITH=gmp`, or a modulus above 6,186 bits).
 pub(crate) fn batch_product(m: &Integer) -> Option<Box<dyn BatchProduct>> {
