@@ -117,22 +117,18 @@ fn a_small_count_beside_its_total_and_sibling_is_suppressed_with_a_complement() 
     for p in ["a", "c"] {
         crate::request::partial(&dir, p, "r.parquet", "r.json", &id).ok();
     }
-    let run = dir.run(&[
-        "combine",
-        "--key",
-        "keys/public.json",
-        "--input",
+    let run = dir.combine_reporting(
         "r.parquet",
-        "--partials",
-        "a.partial.json",
-        "c.partial.json",
-        "--request",
-        "r.json",
-        "--identity",
-        "requester.key",
-        "--format",
-        "csv",
-    ]);
+        &["a.partial.json", "c.partial.json"],
+        &[
+            "--request",
+            "r.json",
+            "--identity",
+            "requester.key",
+            "--format",
+            "csv",
+        ],
+    );
     // south (the smaller of the two released members) is suppressed with north.
     assert_eq!(run.ok(), "total,north,south\n22,,\n");
     assert!(

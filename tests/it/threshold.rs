@@ -348,18 +348,7 @@ fn small_decrypted_counts_and_shares_are_suppressed_averages_decrypt() {
     for p in ["a", "b"] {
         dir.partial(p, "r.parquet", &format!("{p}.json"), &[]).ok();
     }
-    let run = dir.run(&[
-        "combine",
-        "--key",
-        "keys/public.json",
-        "--input",
-        "r.parquet",
-        "--partials",
-        "a.json",
-        "b.json",
-        "--format",
-        "csv",
-    ]);
+    let run = dir.combine_reporting("r.parquet", &["a.json", "b.json"], &["--format", "csv"]);
     // The count of 2 and the share 2/12 (which reveals it) are suppressed; the mean is not.
     assert_eq!(run.ok(), "cost,flagged,share,mean\n66,,,5.5\n");
     assert!(

@@ -75,8 +75,13 @@ impl Dir {
         self.run(&[&args[..], unverified, extra].concat())
     }
 
-    /// Runs `cipherlake combine --key keys/public.json --input INPUT --partials P… EXTRA…`.
+    /// Runs `cipherlake combine --key keys/public.json --input INPUT --partials P… -q EXTRA…`.
     pub(crate) fn combine(&self, input: &str, partials: &[&str], extra: &[&str]) -> Run {
+        self.combine_reporting(input, partials, &[&["-q"], extra].concat())
+    }
+
+    /// As [`combine`](Self::combine), without `-q`: for tests that read what it reports.
+    pub(crate) fn combine_reporting(&self, input: &str, partials: &[&str], extra: &[&str]) -> Run {
         let args = [
             "combine",
             "--key",
@@ -85,7 +90,7 @@ impl Dir {
             input,
             "--partials",
         ];
-        self.run(&[&args[..], partials, &["-q"], extra].concat())
+        self.run(&[&args[..], partials, extra].concat())
     }
 
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
